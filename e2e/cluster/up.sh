@@ -16,7 +16,11 @@ mkdir -p "$ARRAKIS_STATE"
 export KWOK_WORKDIR="$ARRAKIS_STATE/kwok"
 # Tells kwokctl which flags the binaries understand; it must match what was built.
 export KWOK_KUBE_VERSION="$KUBE_VERSION"
-kwokctl() { "$kwok/kwokctl" --name "$ARRAKIS_CLUSTER_NAME" "$@"; }
+# kwokctl runs `kubectl` from PATH, else downloads one: make it ours, of the same version.
+export KWOK_KUBECTL_BINARY="$k8s/kubectl"
+export PATH="$k8s:$PATH"
+# WARN keeps kwokctl quiet on success; our own log lines say what is happening.
+kwokctl() { "$kwok/kwokctl" --name "$ARRAKIS_CLUSTER_NAME" -v WARN "$@"; }
 kubectl() { "$k8s/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 healthy() { kubectl get --raw /readyz >/dev/null 2>&1; }
@@ -49,7 +53,9 @@ if healthy; then
   log "cluster '$ARRAKIS_CLUSTER_NAME' is already running"
 elif [[ -d "$KWOK_WORKDIR/clusters/$ARRAKIS_CLUSTER_NAME" ]]; then
   log "restarting stopped cluster '$ARRAKIS_CLUSTER_NAME'"
-  if ! { kwokctl start cluster >&2 && wait_healthy; }; then
+  # Stop first: after a partial crash, survivors (say etcd) keep the restart from converging.
+  kwokctl stop cluster >&2 || true
+  if ! { kwokctl start cluster --timeout 60s >&2 && wait_healthy; }; then
     log "restart failed; recreating the cluster"
     kwokctl delete cluster >&2 || true
     create

@@ -30,30 +30,30 @@ build_k8s() {
   log "built Kubernetes binaries in $((SECONDS - start)) s"
 }
 
-build_kwok() {
-  local dir; dir="$(kwok_bin_dir)"
+# Installs Go commands at given versions into $1, each with its own module graph (go install @version).
+go_install_into() {
+  local dir="$1" label="$2"; shift 2
   [[ -f "$dir/.done" ]] && return 0
   require_go
-  log "building kwok and kwokctl $KWOK_VERSION into $dir"
+  log "building $label into $dir"
   local start=$SECONDS
   mkdir -p "$dir.tmp"
-  CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w" \
-    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+  local module
+  for module in "$@"; do
+    CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w" "$module"
+  done
   rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.done"
-  log "built kwok in $((SECONDS - start)) s"
+  log "built $label in $((SECONDS - start)) s"
+}
+
+build_kwok() {
+  go_install_into "$(kwok_bin_dir)" "kwok and kwokctl $KWOK_VERSION" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 }
 
 build_nats() {
-  local dir; dir="$(nats_bin_dir)"
-  [[ -f "$dir/.done" ]] && return 0
-  require_go
-  log "building nats-server $NATS_SERVER_VERSION and natscli $NATSCLI_VERSION into $dir"
-  local start=$SECONDS
-  mkdir -p "$dir.tmp"
-  CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w" "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
-  CGO_ENABLED=0 GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w" "github.com/nats-io/natscli/nats@$NATSCLI_VERSION"
-  rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.done"
-  log "built NATS in $((SECONDS - start)) s"
+  go_install_into "$(nats_bin_dir)" "nats-server $NATS_SERVER_VERSION and natscli $NATSCLI_VERSION" \
+    "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION" "github.com/nats-io/natscli/nats@$NATSCLI_VERSION"
 }
 
 what="${1:-all}"

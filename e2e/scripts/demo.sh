@@ -8,8 +8,9 @@ kubeconfig="$("$ARRAKIS_ROOT/e2e/cluster/up.sh")"
 "$ARRAKIS_ROOT/e2e/scripts/nats.sh" start
 kubectl() { "$(k8s_bin_dir)/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
-kubectl apply --server-side -f "$ARRAKIS_ROOT/crds/" >&2
-kubectl wait --for condition=Established --timeout=60s -f "$ARRAKIS_ROOT/crds/" >&2
+kubectl apply --server-side --force-conflicts -f "$ARRAKIS_ROOT/crds/" >&2
+crds=(); for file in "$ARRAKIS_ROOT"/crds/*.yaml; do crds+=("crd/$(basename "$file" .yaml)"); done
+kubectl wait --for condition=Established --timeout=60s "${crds[@]}" >&2
 kubectl create namespace arrakis-demo --dry-run=client -o yaml | kubectl apply -f - >&2
 kubectl -n arrakis-demo create secret generic discord-bot-token --from-literal=token=demo-token \
   --dry-run=client -o yaml | kubectl apply -f - >&2

@@ -14,9 +14,9 @@ case "${1:-}" in
     "$ARRAKIS_ROOT/e2e/scripts/build-tools.sh" nats
     if running; then log "nats-server already running (pid $(cat "$pidfile"))"; exit 0; fi
     mkdir -p "$dir"
-    # --pid is written by the server itself once it is up.
-    "$(nats_bin_dir)/nats-server" --addr 127.0.0.1 --port "$port" --jetstream --store_dir "$dir/jetstream" \
-      --pid "$pidfile" --log "$dir/nats-server.log" &
+    # Detached from this shell and its pipes, so `make demo | …` returns; the server writes its own pid file.
+    setsid "$(nats_bin_dir)/nats-server" --addr 127.0.0.1 --port "$port" --jetstream --store_dir "$dir/jetstream" \
+      --pid "$pidfile" --log "$dir/nats-server.log" </dev/null >/dev/null 2>&1 &
     deadline=$((SECONDS + 20))
     until "$(nats_bin_dir)/nats" --server "nats://127.0.0.1:$port" account info >/dev/null 2>&1; do
       ((SECONDS < deadline)) || die "nats-server did not answer on port $port within 20 s; see $dir/nats-server.log"

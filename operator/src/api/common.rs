@@ -20,6 +20,9 @@ pub const SUBJECT_PATTERN: &str = r"^(\*|[^.*>\s]+)(\.(\*|[^.*>\s]+))*(\.>)?$|^>
 /// JetStream stream and consumer names: no dots, wildcards, whitespace or path separators.
 pub const NATS_NAME_PATTERN: &str = r"^[A-Za-z0-9_-]+$";
 
+/// What the API server accepts for a [`GoDuration`]; the CEL `duration()` function reads the same syntax.
+pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$";
+
 /// A Go-style duration (`30s`, `5m`, `1h30m`, `168h`), the format NATS and Kubernetes use.
 /// Kept as text so the object round-trips exactly as the user wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +106,7 @@ impl JsonSchema for GoDuration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$",
+            "pattern": DURATION_PATTERN,
             "description": "A duration such as 30s, 5m or 1h30m (units: ns, us, ms, s, m, h)."
         })
     }
@@ -244,11 +247,8 @@ mod tests {
 
     #[test]
     fn duration_pattern_agrees_with_the_parser() {
-        let schema = serde_json::to_value(GoDuration::json_schema(&mut SchemaGenerator::default()))
-            .expect("schema serialises");
-        let pattern = schema["pattern"].as_str().expect("pattern");
         // The pattern is RE2/ECMA; these inputs exercise only syntax both share.
-        let re = regex_lite::Regex::new(pattern).expect("pattern compiles");
+        let re = regex_lite::Regex::new(DURATION_PATTERN).expect("pattern compiles");
         for text in ["0", "60s", "1h30m", "1.5s", "250ms", "5", "5d", "", "1h30"] {
             assert_eq!(
                 re.is_match(text),

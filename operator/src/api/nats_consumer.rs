@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{GoDuration, NatsConnection, PodOverrides};
+use super::common::{GoDuration, NATS_NAME_PATTERN, NatsConnection, PodOverrides, SUBJECT_PATTERN};
 
 /// A durable pull consumer on a stream declared by a `NatsStream` in the same namespace.
 // Repeated printcolumn keys are separate columns, not duplicates.
@@ -71,7 +71,7 @@ pub struct NatsConsumerSpec {
     pub stream_ref: StreamRef,
 
     /// The consumer's durable name, e.g. command-worker. Immutable.
-    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = NATS_NAME_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("durableName is immutable: JetStream cannot rename a consumer; create a new NatsConsumer"))]
     pub durable_name: String,
 
@@ -83,7 +83,7 @@ pub struct NatsConsumerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 256),
-        inner(regex(pattern = r"^(\*|[^.*>\s]+)(\.(\*|[^.*>\s]+))*(\.>)?$|^>$"))
+        inner(regex(pattern = SUBJECT_PATTERN))
     )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub filter_subjects: Vec<String>,

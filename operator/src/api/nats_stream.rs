@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{GoDuration, NatsConnection};
+use super::common::{GoDuration, NATS_NAME_PATTERN, NatsConnection, SUBJECT_PATTERN};
 
 /// A JetStream stream. Fields the server cannot change in place are immutable here too.
 // Repeated printcolumn keys are separate columns, not duplicates.
@@ -59,7 +59,7 @@ use super::common::{GoDuration, NatsConnection};
 )]
 pub struct NatsStreamSpec {
     /// The stream's name in JetStream, e.g. COMMANDS. Immutable.
-    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = NATS_NAME_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("name is immutable: a stream cannot be renamed; create a new NatsStream"))]
     pub name: String,
 
@@ -70,7 +70,7 @@ pub struct NatsStreamSpec {
     /// Subjects the stream captures, e.g. `commands.>`.
     #[schemars(
         length(min = 1, max = 256),
-        inner(regex(pattern = r"^(\*|[^.*>\s]+)(\.(\*|[^.*>\s]+))*(\.>)?$|^>$"))
+        inner(regex(pattern = SUBJECT_PATTERN))
     )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub subjects: Vec<String>,
