@@ -1,0 +1,80 @@
+//! The control API under `/control`, for tests, benchmarks and the demo when the fake runs as a process.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{Fault, Shared, dispatch, gateway, load_guilds, shard_of_guild};
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/control/guilds", post(guilds))
+        .route("/control/dispatch", post(dispatch_event))
+        .route("/control/fault", post(fault))
+        .route("/control/truth", get(truth))
+}
+
+fn refused(error: anyhow::Error) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": format!("{error:#}")})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct LoadGuilds {
+    guilds: usize,
+    members: usize,
+}
+
+async fn guilds(State(shared): State<Arc<Shared>>, Json(body): Json<LoadGuilds>) -> Response {
+    load_guilds(&shared, body.guilds, body.members);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `{"t": "GUILD_MEMBER_ADD", "d": {...}, "shard": 0}`, or `"guild_id"` instead of `"shard"`.
+#[derive(Deserialize)]
+struct Dispatch {
+    t: String,
+    d: Value,
+    shard: Option<u32>,
+    guild_id: Option<String>,
+}
+
+async fn dispatch_event(State(shared): State<Arc<Shared>>, Json(body): Json<Dispatch>) -> Response {
+    let shard = match (body.shard, body.guild_id.as_deref().map(str::parse::<u64>)) {
+        (Some(shard), _) => Ok(shard),
+        (None, Some(Ok(guild))) => shard_of_guild(&shared, guild),
+        (None, Some(Err(_))) => Err(anyhow::anyhow!("guild_id must be a snowflake")),
+        (None, None) => Err(anyhow::anyhow!("give shard or guild_id")),
+    };
+    match shard.and_then(|shard| dispatch(&shared, shard, &body.t, body.d)) {
+        Ok(seq) => Json(json!({"seq": seq})).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct InjectFault {
+    shard: u32,
+    #[serde(flatten)]
+    fault: Fault,
+}
+
+async fn fault(State(shared): State<Arc<Shared>>, Json(body): Json<InjectFault>) -> Response {
+    match gateway::inject(&shared, body.shard, body.fault) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn truth(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.state().truth.clone()).into_response()
+}
