@@ -23,8 +23,8 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-unit: ## Unit tests (pure logic, no servers)
-	$(CARGO) test --locked --workspace --exclude arrakis-e2e
+unit: ## Unit tests: pure logic, no servers (every crate's lib and bins)
+	$(CARGO) test --locked --workspace --lib --bins
 
 crds: ## Regenerate crds/*.yaml from the Rust API types
 	$(CARGO) run --locked -q -p arrakis-operator -- crd --out-dir crds
@@ -36,7 +36,7 @@ crds-check: ## Fail if crds/ differs from what the Rust API types generate
 	  echo "crds/ is out of date with the API types: run 'make crds' and commit the result" >&2; exit 1; \
 	fi; echo "crds/ matches the API types"
 
-e2e: ## End-to-end suites on a real API server and nats-server (E2E_KUBECONFIG=... for another cluster)
+e2e: ## Integration and end-to-end suites on real servers (E2E_KUBECONFIG=... for another cluster)
 	e2e/scripts/run-e2e.sh
 
 demo: ## Bring up the local cluster and NATS, install the CRDs, apply the samples

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the end-to-end suites against real servers.
+# Runs every integration suite (each crate's tests/) against real servers: the API server,
+# nats-server, fake-discord and the project's own binaries.
 # By default it starts (or reuses) the local control plane; set E2E_KUBECONFIG to use any other
 # cluster instead, for example a kind cluster: E2E_KUBECONFIG=$HOME/.kube/config make e2e
 # Extra arguments go to `cargo test`.
@@ -15,4 +16,4 @@ fi
 "$ARRAKIS_ROOT/e2e/scripts/build-tools.sh" nats
 export ARRAKIS_NATS_SERVER="$(nats_bin_dir)/nats-server"
 cd "$ARRAKIS_ROOT"
-cargo test --locked -p arrakis-e2e "$@"
+cargo test --locked --workspace --test '*' "$@"

@@ -1,9 +1,147 @@
-//! arrakis-gateway: a skeleton until issue #3 lands the shard runner.
+//! The `arrakis-gateway` command.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "arrakis-gateway {}: the shard runner is not built yet (tracked in issue #3)",
-        env!("CARGO_PKG_VERSION")
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arrakis_gateway::config::Args;
+use arrakis_gateway::http::{HttpState, router};
+use arrakis_gateway::metrics::Metrics;
+use arrakis_gateway::publisher::{JetStreamSink, Sink};
+use arrakis_gateway::runner::{Statuses, run_shard};
+use clap::Parser;
+use tokio::sync::watch;
+use twilight_gateway::queue::InMemoryQueue;
+use twilight_gateway::{ConfigBuilder, Shard};
+
+/// How long SIGTERM waits for published events to be acked.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("arrakis-gateway: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(Metrics::new());
+
+    let nats = match &args.nats_url {
+        Some(url) => {
+            let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+            if let Some(creds) = &args.nats_creds {
+                options = options
+                    .credentials_file(creds)
+                    .await
+                    .context("reading NATS_CREDS")?;
+            }
+            Some(
+                options
+                    .connect(url.as_str())
+                    .await
+                    .with_context(|| format!("connecting to NATS at {url}"))?,
+            )
+        }
+        None => {
+            tracing::warn!("NATS_URL is not set: log-only mode, events are not published");
+            None
+        }
+    };
+    let sink = Arc::new(match &nats {
+        Some(client) => Sink::JetStream(Box::new(JetStreamSink::new(
+            client.clone(),
+            args.max_inflight,
+            args.subject_prefix.clone(),
+            metrics.clone(),
+        ))),
+        None => Sink::LogOnly,
+    });
+
+    let statuses = Statuses::default();
+    let assigned = settings.assignment.shard_ids().count();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.http_port))
+        .await
+        .with_context(|| format!("binding HTTP_PORT {}", args.http_port))?;
+    let app = router(HttpState {
+        statuses: statuses.clone(),
+        metrics: metrics.clone(),
+        assigned,
+        nats: nats.clone(),
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // One process-wide identify queue; Discord's rate-limit key is shard id modulo max_concurrency.
+    let queue = InMemoryQueue::new(
+        settings.max_concurrency,
+        1000,
+        Duration::from_secs(24 * 3600),
+        1000,
     );
-    std::process::ExitCode::FAILURE
+    let mut builder = ConfigBuilder::new(settings.token.clone(), settings.intents).queue(queue);
+    if let Some(url) = &args.gateway_url {
+        builder = builder.proxy_url(url.clone());
+    }
+    let config = builder.build();
+    tracing::info!(assignment = %settings.assignment, "starting shards");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in settings.assignment.shard_ids() {
+        let shard = Shard::with_config(id, config.clone());
+        tasks.spawn(run_shard(
+            shard,
+            sink.clone(),
+            metrics.clone(),
+            statuses.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+
+    let mut fatal = None;
+    tokio::select! {
+        _ = terminated() => tracing::info!("SIGTERM: closing shards resumably"),
+        Some(Ok(Err(error))) = tasks.join_next() => fatal = Some(error),
+    }
+    let _ = shutdown_tx.send(true);
+    while let Some(result) = tasks.join_next().await {
+        if let Ok(Err(error)) = result {
+            fatal.get_or_insert(error);
+        }
+    }
+    if let Sink::JetStream(sink) = sink.as_ref() {
+        let left = sink.drain(DRAIN_DEADLINE).await;
+        if left > 0 {
+            tracing::error!(
+                left,
+                "events still unacked at exit; Discord will replay them on resume"
+            );
+        }
+    }
+    match fatal {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}
+
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -118,6 +118,10 @@ async fn serve(socket: WebSocket, params: ConnectParams, shared: Arc<Shared>) {
                     let _ = sink.send(Message::Close(Some(close))).await;
                     break;
                 }
+                Outgoing::Finish => {
+                    let _ = sink.close().await;
+                    break;
+                }
                 Outgoing::Abort => break,
             }
         }
@@ -143,7 +147,12 @@ async fn serve(socket: WebSocket, params: ConnectParams, shared: Arc<Shared>) {
                     conn.close(DECODE_ERROR, "Binary payloads need etf encoding");
                     break;
                 }
-                Message::Close(_) => break,
+                Message::Close(_) => {
+                    // The WebSocket layer queued the echo of the client's close; flush it so the
+                    // client sees the handshake complete (twilight waits for it before reconnecting).
+                    let _ = conn.tx.send(Outgoing::Finish);
+                    break;
+                }
                 _ => continue,
             };
             if !conn.handle(&text) {

@@ -84,6 +84,8 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) enum Outgoing {
     Frame(String),
     Close(u16, &'static str),
+    /// Flush what the WebSocket layer queued (the echo of a client's close) and end.
+    Finish,
     /// Drop the TCP connection without a close frame.
     Abort,
 }

@@ -1,0 +1,124 @@
+//! Prometheus metrics, with the seed's names (S-4.5) plus what operators need.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: IntCounterVec,
+    pub events_routed: IntCounterVec,
+    pub route_failures: IntCounterVec,
+    pub route_duration: HistogramVec,
+    pub shards_ready: IntGaugeVec,
+    pub guilds: IntGaugeVec,
+    pub nats_connected: IntGauge,
+    pub publish_inflight: IntGauge,
+    pub publish_ack_latency: Histogram,
+    pub sessions: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let latency_buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        let route_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_event_route_duration_seconds",
+                "From receiving an event to its JetStream ack",
+            )
+            .buckets(latency_buckets.clone()),
+            &["shard_id"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(route_duration.clone()))
+            .expect("registered once");
+        let publish_ack_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_publish_ack_seconds",
+                "From publishing to the JetStream ack",
+            )
+            .buckets(latency_buckets),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(publish_ack_latency.clone()))
+            .expect("registered once");
+        Metrics {
+            events_received: counter(
+                "gateway_events_received_total",
+                "Dispatches received from Discord",
+                &["shard_id", "event_type"],
+            ),
+            events_routed: counter(
+                "gateway_events_routed_total",
+                "Events acked by JetStream",
+                &["shard_id"],
+            ),
+            route_failures: counter(
+                "gateway_route_failures_total",
+                "Publish attempts that failed and were retried",
+                &["shard_id"],
+            ),
+            route_duration,
+            shards_ready: gauge_vec(
+                "gateway_shards_ready",
+                "Shards past READY or RESUMED",
+                &["pool_id"],
+            ),
+            guilds: gauge_vec("gateway_guilds_total", "Guilds per shard", &["shard_id"]),
+            nats_connected: gauge("gateway_nats_connected", "1 while connected to NATS"),
+            publish_inflight: gauge(
+                "gateway_publish_inflight",
+                "Events published and not yet acked (the buffer)",
+            ),
+            publish_ack_latency,
+            sessions: counter(
+                "gateway_sessions_total",
+                "Sessions started (identify) and resumed, per shard",
+                &["shard_id", "kind"],
+            ),
+            registry,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

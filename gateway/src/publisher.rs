@@ -1,0 +1,133 @@
+//! Publishing to JetStream: an event counts as delivered only when JetStream acks it.
+//!
+//! At most `max_inflight` events wait for their ack at once; past that, the shard that wants to
+//! publish waits (and so stops reading from Discord, which buffers for it). A failed publish is
+//! retried with the same `Nats-Msg-Id`, so a retry that the server had in fact stored is dropped
+//! as a duplicate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrakis_contract::GatewayEvent;
+use async_nats::jetstream::{self, message::PublishMessage};
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub enum Sink {
+    JetStream(Box<JetStreamSink>),
+    /// No NATS configured: events are logged, not published (seed AD-S4.2).
+    LogOnly,
+}
+
+pub struct JetStreamSink {
+    js: jetstream::Context,
+    inflight: Arc<Semaphore>,
+    max_inflight: usize,
+    prefix: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl JetStreamSink {
+    pub fn new(
+        client: async_nats::Client,
+        max_inflight: usize,
+        prefix: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        JetStreamSink {
+            js: jetstream::new(client),
+            inflight: Arc::new(Semaphore::new(max_inflight)),
+            max_inflight,
+            prefix,
+            metrics,
+        }
+    }
+
+    /// Waits until every published event has been acked, for at most `deadline`. Returns how many were still out.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        let all = u32::try_from(self.max_inflight).unwrap_or(u32::MAX);
+        match tokio::time::timeout(deadline, self.inflight.acquire_many(all)).await {
+            Ok(_) => 0,
+            Err(_) => self.max_inflight - self.inflight.available_permits(),
+        }
+    }
+}
+
+impl Sink {
+    /// Hands `event` to JetStream. Returns once it is in flight; its ack is awaited in the background.
+    pub async fn publish(&self, event: GatewayEvent, received: Instant) {
+        match self {
+            Sink::LogOnly => {
+                tracing::info!(event_type = %event.event_type, shard = event.shard_id, event_id = %event.event_id, "event (log-only mode)");
+            }
+            Sink::JetStream(sink) => {
+                let permit = sink
+                    .inflight
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes");
+                sink.metrics.publish_inflight.inc();
+                let subject = event.subject(sink.prefix.as_deref());
+                let payload = serde_json::to_vec(&event).expect("events serialise");
+                let shard = event.shard_id.to_string();
+                let js = sink.js.clone();
+                let metrics = sink.metrics.clone();
+                let msg_id = event.event_id;
+                tokio::spawn(async move {
+                    deliver(&js, &metrics, &subject, &msg_id, payload.into(), &shard).await;
+                    metrics
+                        .route_duration
+                        .with_label_values(&[shard.as_str()])
+                        .observe(received.elapsed().as_secs_f64());
+                    metrics
+                        .events_routed
+                        .with_label_values(&[shard.as_str()])
+                        .inc();
+                    metrics.publish_inflight.dec();
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Publishes until JetStream acks, retrying with backoff. Never gives up: the in-flight bound
+/// turns a long outage into backpressure on the shards instead of loss.
+async fn deliver(
+    js: &jetstream::Context,
+    metrics: &Metrics,
+    subject: &str,
+    msg_id: &str,
+    payload: bytes::Bytes,
+    shard: &str,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let started = Instant::now();
+        let publish = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(msg_id);
+        let outcome = match js.send_publish(subject.to_owned(), publish).await {
+            Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                metrics
+                    .publish_ack_latency
+                    .observe(started.elapsed().as_secs_f64());
+                return;
+            }
+            Err(error) => {
+                metrics.route_failures.with_label_values(&[shard]).inc();
+                tracing::warn!(%subject, %msg_id, %error, "publish failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! One task per shard: read Discord, turn dispatches into wire-contract events, publish them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arrakis_contract::GatewayEvent;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::watch;
+use twilight_gateway::queue::Queue;
+use twilight_gateway::{CloseFrame, Message, Shard, ShardState};
+
+use crate::event_id::message_id;
+use crate::metrics::Metrics;
+use crate::publisher::Sink;
+
+/// What the HTTP endpoints report per shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub ready: bool,
+    pub guilds: usize,
+}
+
+pub type Statuses = Arc<Mutex<BTreeMap<u32, ShardStatus>>>;
+
+/// Why a shard stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("shard {shard}: Discord closed the session with {code} ({}): {}", what(*code), fix(*code))]
+    Fatal { shard: u32, code: u16 },
+}
+
+fn what(code: u16) -> &'static str {
+    match code {
+        4004 => "authentication failed",
+        4010 => "invalid shard",
+        4011 => "sharding required",
+        4012 => "invalid API version",
+        4013 => "invalid intents",
+        4014 => "disallowed intents",
+        _ => "fatal close",
+    }
+}
+
+fn fix(code: u16) -> &'static str {
+    match code {
+        4004 => "the bot token is wrong or was reset; update the token Secret",
+        4010 => "the shard id is not below the total; check TOTAL_SHARDS and the assignment",
+        4011 => "too many guilds per shard; raise the total shards",
+        4013 => "the intents value is not valid; use Discord's intent names",
+        4014 => {
+            "a privileged intent is not enabled for this application; enable it in the developer portal or remove it"
+        }
+        _ => "see Discord's close code documentation",
+    }
+}
+
+/// The parts of a gateway frame the runner needs.
+#[derive(Deserialize)]
+struct Frame {
+    op: u8,
+    s: Option<u64>,
+    t: Option<String>,
+    #[serde(default)]
+    d: Value,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Runs `shard` until `shutdown` flips (then closes resumably) or Discord closes it fatally.
+pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
+    mut shard: Shard<Q>,
+    sink: Arc<Sink>,
+    metrics: Arc<Metrics>,
+    statuses: Statuses,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ShardError> {
+    let id = shard.id();
+    let (number, total) = (id.number(), id.total());
+    let label = number.to_string();
+    let set_status = |update: &dyn Fn(&mut ShardStatus)| {
+        let mut statuses = statuses.lock().unwrap_or_else(|p| p.into_inner());
+        update(statuses.entry(number).or_default());
+    };
+    let mut closing = false;
+    loop {
+        let message = tokio::select! {
+            message = shard.next() => message,
+            _ = shutdown.changed(), if !closing => {
+                // RESUME keeps the session alive at Discord so the next owner can resume it.
+                closing = true;
+                shard.close(CloseFrame::RESUME);
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
+        match message {
+            Ok(Message::Text(text)) => {
+                let received = Instant::now();
+                let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
+                    tracing::warn!(shard = number, "malformed gateway frame skipped");
+                    continue;
+                };
+                if frame.op != 0 {
+                    continue;
+                }
+                let (Some(event_type), Some(seq)) = (frame.t, frame.s) else {
+                    continue;
+                };
+                metrics
+                    .events_received
+                    .with_label_values(&[label.as_str(), event_type.as_str()])
+                    .inc();
+                match event_type.as_str() {
+                    "READY" => {
+                        let guilds = frame.d["guilds"].as_array().map_or(0, Vec::len);
+                        set_status(&|s| {
+                            *s = ShardStatus {
+                                ready: true,
+                                guilds,
+                            }
+                        });
+                        metrics
+                            .guilds
+                            .with_label_values(&[label.as_str()])
+                            .set(guilds as i64);
+                        metrics
+                            .sessions
+                            .with_label_values(&[label.as_str(), "identify"])
+                            .inc();
+                        tracing::info!(shard = number, guilds, "session ready");
+                        continue;
+                    }
+                    "RESUMED" => {
+                        set_status(&|s| s.ready = true);
+                        metrics
+                            .sessions
+                            .with_label_values(&[label.as_str(), "resume"])
+                            .inc();
+                        tracing::info!(shard = number, "session resumed");
+                        continue;
+                    }
+                    _ => {}
+                }
+                let session = shard
+                    .session()
+                    .map(|s| s.id().to_owned())
+                    .unwrap_or_default();
+                let id = message_id(&event_type, &frame.d, number, total, &session, seq);
+                let event = GatewayEvent::from_dispatch(
+                    id,
+                    &event_type,
+                    u64::from(number),
+                    unix_ms(),
+                    frame.d,
+                );
+                sink.publish(event, received).await;
+            }
+            Ok(Message::Close(frame)) => {
+                set_status(&|s| s.ready = false);
+                if shard.state() == ShardState::FatallyClosed {
+                    let code = frame.map(|f| f.code).unwrap_or_default();
+                    return Err(ShardError::Fatal {
+                        shard: number,
+                        code,
+                    });
+                }
+                if closing {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(shard = number, %error, "gateway receive error; twilight reconnects");
+            }
+        }
+    }
+    set_status(&|s| s.ready = false);
+    Ok(())
+}

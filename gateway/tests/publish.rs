@@ -1,0 +1,245 @@
+//! The gateway process against fake-discord and a real nats-server: what Discord sends lands in
+//! JetStream on the seed's subjects with the seed's payload, once.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use arrakis_contract::GatewayEvent;
+use arrakis_e2e::nats::NatsServer;
+use arrakis_fake_discord::{Config, FakeDiscord};
+use async_nats::jetstream::{self, stream};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn gateway(
+    fake: &FakeDiscord,
+    nats: Option<&NatsServer>,
+    token: &str,
+    total: u32,
+    range: &str,
+) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arrakis-gateway"));
+    command
+        .env_clear()
+        .env("DISCORD_TOKEN", token)
+        .env("TOTAL_SHARDS", total.to_string())
+        .env("SHARD_RANGE", range)
+        .env("MAX_CONCURRENCY", total.to_string())
+        .env("DISCORD_GATEWAY_URL", fake.gateway_url())
+        .env("HTTP_PORT", free_port().to_string())
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(nats) = nats {
+        command.env("NATS_URL", nats.url());
+    }
+    command.spawn().expect("gateway starts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn streams(nats: &NatsServer) -> (stream::Stream, stream::Stream) {
+    let js = jetstream::new(nats.connect().await.expect("connect"));
+    let make = |name: &str, subject: &str| stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    };
+    let events = js
+        .create_stream(make("EVENTS", "events.>"))
+        .await
+        .expect("EVENTS");
+    let commands = js
+        .create_stream(make("COMMANDS", "commands.>"))
+        .await
+        .expect("COMMANDS");
+    (events, commands)
+}
+
+/// Waits until `stream` holds `count` messages; bounded, with the count it saw on failure.
+async fn await_messages(stream: &mut stream::Stream, count: u64) {
+    let waited = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let have = stream.info().await.expect("stream info").state.messages;
+            if have >= count {
+                return have;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let last = stream.info().await.expect("stream info").state.messages;
+    assert!(
+        waited.is_ok(),
+        "stream {} has {last} messages, expected {count} within {DEADLINE:?}",
+        stream.cached_info().config.name
+    );
+    assert_eq!(last, count, "no more than expected, either");
+}
+
+async fn all_events(stream: &stream::Stream) -> Vec<(String, String, GatewayEvent)> {
+    let info = stream.cached_info().state.clone();
+    let mut out = Vec::new();
+    for seq in info.first_sequence..=info.last_sequence {
+        let message = stream.get_raw_message(seq).await.expect("stored message");
+        let msg_id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.to_string())
+            .expect("every event carries a Nats-Msg-Id");
+        let event: GatewayEvent =
+            serde_json::from_slice(&message.payload).expect("payload is a GatewayEvent");
+        out.push((message.subject.to_string(), msg_id, event));
+    }
+    out
+}
+
+async fn terminate(mut child: Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+}
+
+#[tokio::test]
+async fn dispatches_land_on_the_seed_subjects_with_the_seed_payload() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let (mut events, mut commands) = streams(&nats).await;
+    let fake = FakeDiscord::start(Config {
+        heartbeat_interval: Duration::from_millis(1000),
+        identify_interval: Duration::ZERO,
+        guilds: 12,
+        members_per_guild: 2,
+        ..Config::default()
+    })
+    .await
+    .expect("fake-discord");
+    let child = gateway(&fake, Some(&nats), "fake-token", 2, "0-1");
+
+    // Each guild's GUILD_CREATE becomes one guild.join.
+    await_messages(&mut events, 12).await;
+    let guild = fake.guilds()[0].id;
+    let interaction = json!({
+        "id": "1180000000000000001", "application_id": "1", "type": 2, "token": "interaction-token",
+        "guild_id": guild.to_string(), "channel_id": "1180000000000000002", "version": 1,
+        "member": {"user": {"id": "1180000000000000003", "username": "u", "discriminator": "0", "avatar": null}},
+        "data": {"id": "5", "name": "profile", "type": 1},
+    });
+    let join = json!({
+        "guild_id": guild.to_string(),
+        "user": {"id": "1180000000000000004", "username": "new", "discriminator": "0", "avatar": null},
+        "roles": [], "joined_at": "2026-11-23T10:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0,
+    });
+    fake.dispatch_to_guild(guild, "INTERACTION_CREATE", interaction.clone())
+        .expect("dispatched");
+    fake.dispatch_to_guild(guild, "GUILD_MEMBER_ADD", join.clone())
+        .expect("dispatched");
+    await_messages(&mut commands, 1).await;
+    await_messages(&mut events, 13).await;
+
+    let stored = all_events(&events).await;
+    let truth = fake.truth();
+    let created: BTreeSet<String> = truth
+        .events
+        .iter()
+        .filter(|e| e.event_type == "GUILD_CREATE")
+        .map(|e| e.data["id"].as_str().unwrap().to_owned())
+        .collect();
+    let joined: BTreeSet<String> = stored
+        .iter()
+        .filter(|(subject, _, _)| subject == "events.guild.join")
+        .map(|(_, _, e)| e.guild_id.clone().expect("guild.join has guild_id"))
+        .collect();
+    assert_eq!(joined, created, "every GUILD_CREATE once, as guild.join");
+    for (_, msg_id, event) in &stored {
+        assert_eq!(msg_id, &event.event_id, "event_id is the Nats-Msg-Id");
+        let shard = arrakis_fake_discord::model::shard_for_guild(
+            event.guild_id.as_deref().unwrap().parse().unwrap(),
+            2,
+        );
+        assert_eq!(
+            event.shard_id, shard,
+            "published by the shard Discord routed it to"
+        );
+    }
+
+    let (subject, msg_id, member) = stored
+        .iter()
+        .find(|(s, _, _)| s == "events.member.join")
+        .expect("member.join stored");
+    assert_eq!(subject, "events.member.join");
+    assert_eq!(member.event_type, "member.join");
+    assert_eq!(member.user_id.as_deref(), Some("1180000000000000004"));
+    assert_eq!(member.data, join);
+    assert_eq!(
+        msg_id,
+        "member.join:{guild}:1180000000000000004:2026-11-23T10:00:00.000000+00:00"
+            .replace("{guild}", &guild.to_string())
+            .as_str()
+    );
+
+    let commands = all_events(&commands).await;
+    let (subject, msg_id, command) = &commands[0];
+    assert_eq!(subject, "commands.interaction");
+    assert_eq!(msg_id, "interaction:1180000000000000001");
+    assert_eq!(command.event_type, "interaction.create");
+    assert_eq!(
+        (
+            command.guild_id.as_deref(),
+            command.channel_id.as_deref(),
+            command.user_id.as_deref()
+        ),
+        (
+            Some(guild.to_string().as_str()),
+            Some("1180000000000000002"),
+            Some("1180000000000000003")
+        )
+    );
+    assert_eq!(command.data, interaction);
+
+    terminate(child).await;
+}
+
+#[tokio::test]
+async fn a_bad_token_exits_with_a_message_that_says_what_to_fix() {
+    let fake = FakeDiscord::start(Config {
+        identify_interval: Duration::ZERO,
+        ..Config::default()
+    })
+    .await
+    .expect("fake");
+    let child = gateway(&fake, None, "not-the-token", 1, "0");
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("4004") && stderr.contains("update the token Secret"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-token"),
+        "the token is never printed: {stderr}"
+    );
+}
