@@ -5,6 +5,7 @@
 //! - [`wait`]: bounded waits that print the objects' state when they give up.
 
 pub mod cluster;
+pub mod http;
 pub mod nats;
 pub mod objects;
 pub mod wait;

@@ -16,57 +16,81 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running nats-server. Killed, and its store removed, when dropped.
 pub struct NatsServer {
-    child: Child,
+    child: Option<Child>,
+    binary: PathBuf,
     url: String,
+    /// "-1" (let the OS pick) until the first start, then the port it bound, so a restart keeps it.
+    port: String,
     dir: TempDir,
 }
 
 impl NatsServer {
     /// Starts nats-server with JetStream on 127.0.0.1 and a port the OS picks.
     pub async fn start() -> anyhow::Result<Self> {
-        let binary = nats_server_binary()?;
-        let dir = tempfile::Builder::new().prefix("arrakis-nats-").tempdir()?;
-        let log_path = dir.path().join("nats-server.log");
-        let child = Command::new(&binary)
-            .args(["--addr", "127.0.0.1", "--port", "-1", "--jetstream"])
+        let mut server = NatsServer {
+            child: None,
+            binary: nats_server_binary()?,
+            url: String::new(),
+            port: "-1".into(),
+            dir: tempfile::Builder::new().prefix("arrakis-nats-").tempdir()?,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// Stops the server (SIGKILL: an outage, not a shutdown). The store is kept for [`Self::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.launch().await
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let child = Command::new(&self.binary)
+            .args(["--addr", "127.0.0.1", "--port", &self.port, "--jetstream"])
             .arg("--store_dir")
-            .arg(dir.path().join("jetstream"))
+            .arg(self.dir.path().join("jetstream"))
             // The server writes the ports it bound here, which avoids racing for a free port.
             .arg("--ports_file_dir")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .arg("--log")
-            .arg(&log_path)
+            .arg(self.dir.path().join("nats-server.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut server = NatsServer {
-            child,
-            url: String::new(),
-            dir,
-        };
-        let ports_file = server.dir.path().join(format!(
-            "{}_{}.ports",
-            file_stem(&binary),
-            server.child.id()
-        ));
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let ports_file =
+            self.dir
+                .path()
+                .join(format!("{}_{}.ports", file_stem(&self.binary), child.id()));
+        let child = self.child.insert(child);
         let found = poll_until(START_TIMEOUT, || {
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 return Err(anyhow::anyhow!("nats-server exited with {status}"));
             }
             Ok(read_client_url(&ports_file))
         })
         .await;
         match found {
-            Ok(Some(url)) => server.url = url,
+            Ok(Some(url)) => {
+                self.port = url.rsplit(':').next().unwrap_or("-1").to_owned();
+                self.url = url;
+                Ok(())
+            }
             Ok(None) => bail!(
                 "nats-server did not report its port within {START_TIMEOUT:?}; log:\n{}",
-                server.log()
+                self.log()
             ),
-            Err(e) => bail!("{e}; log:\n{}", server.log()),
+            Err(e) => bail!("{e}; log:\n{}", self.log()),
         }
-        Ok(server)
     }
 
     /// The client URL, e.g. `nats://127.0.0.1:41234`.
@@ -88,8 +112,7 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub publish_inflight: IntGauge,
     pub publish_ack_latency: Histogram,
     pub sessions: IntCounterVec,
+    pub buffer_full_closes: IntCounterVec,
 }
 
 impl Metrics {
@@ -102,6 +103,11 @@ impl Metrics {
                 "gateway_sessions_total",
                 "Sessions started (identify) and resumed, per shard",
                 &["shard_id", "kind"],
+            ),
+            buffer_full_closes: counter(
+                "gateway_buffer_full_closes_total",
+                "Sessions closed resumably because the publish buffer was full",
+                &["shard_id"],
             ),
             registry,
         }

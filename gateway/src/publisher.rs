@@ -1,16 +1,16 @@
 //! Publishing to JetStream: an event counts as delivered only when JetStream acks it.
 //!
-//! At most `max_inflight` events wait for their ack at once; past that, the shard that wants to
-//! publish waits (and so stops reading from Discord, which buffers for it). A failed publish is
-//! retried with the same `Nats-Msg-Id`, so a retry that the server had in fact stored is dropped
-//! as a duplicate.
+//! At most `max_inflight` events wait for their ack at once. When the buffer is full (NATS is down
+//! or slow), the shard closes its session resumably and waits for room, so Discord keeps what it
+//! has not sent and replays it on resume (see `runner`). A failed publish is retried with the same
+//! `Nats-Msg-Id`, so a retry that the server had in fact stored is dropped as a duplicate.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrakis_contract::GatewayEvent;
 use async_nats::jetstream::{self, message::PublishMessage};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 
@@ -56,13 +56,17 @@ impl JetStreamSink {
     }
 }
 
+/// A place in the publish buffer, held until the event's ack arrives.
+pub struct Reservation {
+    // Held for its Drop: releasing it frees the place.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 impl Sink {
-    /// Hands `event` to JetStream. Returns once it is in flight; its ack is awaited in the background.
-    pub async fn publish(&self, event: GatewayEvent, received: Instant) {
+    /// Waits for room in the buffer.
+    pub async fn reserve(&self) -> Reservation {
         match self {
-            Sink::LogOnly => {
-                tracing::info!(event_type = %event.event_type, shard = event.shard_id, event_id = %event.event_id, "event (log-only mode)");
-            }
+            Sink::LogOnly => Reservation { _permit: None },
             Sink::JetStream(sink) => {
                 let permit = sink
                     .inflight
@@ -70,6 +74,33 @@ impl Sink {
                     .acquire_owned()
                     .await
                     .expect("semaphore never closes");
+                Reservation {
+                    _permit: Some(permit),
+                }
+            }
+        }
+    }
+
+    /// Room in the buffer right now, if there is any.
+    pub fn try_reserve(&self) -> Option<Reservation> {
+        match self {
+            Sink::LogOnly => Some(Reservation { _permit: None }),
+            Sink::JetStream(sink) => sink
+                .inflight
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| Reservation { _permit: Some(p) }),
+        }
+    }
+
+    /// Hands `event` to JetStream in its reserved place; its ack is awaited in the background.
+    pub fn publish(&self, reservation: Reservation, event: GatewayEvent, received: Instant) {
+        match self {
+            Sink::LogOnly => {
+                tracing::info!(event_type = %event.event_type, shard = event.shard_id, event_id = %event.event_id, "event (log-only mode)");
+            }
+            Sink::JetStream(sink) => {
                 sink.metrics.publish_inflight.inc();
                 let subject = event.subject(sink.prefix.as_deref());
                 let payload = serde_json::to_vec(&event).expect("events serialise");
@@ -88,7 +119,7 @@ impl Sink {
                         .with_label_values(&[shard.as_str()])
                         .inc();
                     metrics.publish_inflight.dec();
-                    drop(permit);
+                    drop(reservation);
                 });
             }
         }

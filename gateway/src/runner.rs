@@ -161,7 +161,26 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                     unix_ms(),
                     frame.d,
                 );
-                sink.publish(event, received).await;
+                let reservation = match sink.try_reserve() {
+                    Some(reservation) => reservation,
+                    None => {
+                        // The buffer is full: stop taking events from Discord rather than growing
+                        // without bound. A resumable close makes Discord keep the rest for us; twilight
+                        // resumes from this event's seq once we poll again, after there is room.
+                        tracing::warn!(
+                            shard = number,
+                            "publish buffer full; closing the session resumably until NATS catches up"
+                        );
+                        set_status(&|s| s.ready = false);
+                        metrics
+                            .buffer_full_closes
+                            .with_label_values(&[label.as_str()])
+                            .inc();
+                        shard.close(CloseFrame::RESUME);
+                        sink.reserve().await
+                    }
+                };
+                sink.publish(reservation, event, received);
             }
             Ok(Message::Close(frame)) => {
                 set_status(&|s| s.ready = false);

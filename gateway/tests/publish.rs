@@ -14,13 +14,30 @@ use tokio::process::{Child, Command};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+struct Gateway {
+    child: Child,
+    http_port: u16,
+}
+
 fn gateway(
     fake: &FakeDiscord,
     nats: Option<&NatsServer>,
     token: &str,
     total: u32,
     range: &str,
-) -> Child {
+) -> Gateway {
+    gateway_with(fake, nats, token, total, range, &[])
+}
+
+fn gateway_with(
+    fake: &FakeDiscord,
+    nats: Option<&NatsServer>,
+    token: &str,
+    total: u32,
+    range: &str,
+    extra_env: &[(&str, &str)],
+) -> Gateway {
+    let http_port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_arrakis-gateway"));
     command
         .env_clear()
@@ -29,7 +46,8 @@ fn gateway(
         .env("SHARD_RANGE", range)
         .env("MAX_CONCURRENCY", total.to_string())
         .env("DISCORD_GATEWAY_URL", fake.gateway_url())
-        .env("HTTP_PORT", free_port().to_string())
+        .env("HTTP_PORT", http_port.to_string())
+        .envs(extra_env.iter().copied())
         .env("LOG_LEVEL", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -38,7 +56,10 @@ fn gateway(
     if let Some(nats) = nats {
         command.env("NATS_URL", nats.url());
     }
-    command.spawn().expect("gateway starts")
+    Gateway {
+        child: command.spawn().expect("gateway starts"),
+        http_port,
+    }
 }
 
 fn free_port() -> u16 {
@@ -48,12 +69,15 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-async fn streams(nats: &NatsServer) -> (stream::Stream, stream::Stream) {
+async fn streams(
+    nats: &NatsServer,
+    storage: stream::StorageType,
+) -> (stream::Stream, stream::Stream) {
     let js = jetstream::new(nats.connect().await.expect("connect"));
     let make = |name: &str, subject: &str| stream::Config {
         name: name.into(),
         subjects: vec![subject.into()],
-        storage: stream::StorageType::Memory,
+        storage,
         ..Default::default()
     };
     let events = js
@@ -105,7 +129,7 @@ async fn all_events(stream: &stream::Stream) -> Vec<(String, String, GatewayEven
     out
 }
 
-async fn terminate(mut child: Child) {
+async fn terminate(Gateway { mut child, .. }: Gateway) {
     let pid = child.id().expect("running").to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
@@ -123,7 +147,7 @@ async fn terminate(mut child: Child) {
 #[tokio::test]
 async fn dispatches_land_on_the_seed_subjects_with_the_seed_payload() {
     let nats = NatsServer::start().await.expect("nats-server");
-    let (mut events, mut commands) = streams(&nats).await;
+    let (mut events, mut commands) = streams(&nats, stream::StorageType::Memory).await;
     let fake = FakeDiscord::start(Config {
         heartbeat_interval: Duration::from_millis(1000),
         identify_interval: Duration::ZERO,
@@ -133,7 +157,7 @@ async fn dispatches_land_on_the_seed_subjects_with_the_seed_payload() {
     })
     .await
     .expect("fake-discord");
-    let child = gateway(&fake, Some(&nats), "fake-token", 2, "0-1");
+    let gateway = gateway(&fake, Some(&nats), "fake-token", 2, "0-1");
 
     // Each guild's GUILD_CREATE becomes one guild.join.
     await_messages(&mut events, 12).await;
@@ -216,7 +240,7 @@ async fn dispatches_land_on_the_seed_subjects_with_the_seed_payload() {
     );
     assert_eq!(command.data, interaction);
 
-    terminate(child).await;
+    terminate(gateway).await;
 }
 
 #[tokio::test]
@@ -227,8 +251,8 @@ async fn a_bad_token_exits_with_a_message_that_says_what_to_fix() {
     })
     .await
     .expect("fake");
-    let child = gateway(&fake, None, "not-the-token", 1, "0");
-    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+    let gateway = gateway(&fake, None, "not-the-token", 1, "0");
+    let output = tokio::time::timeout(DEADLINE, gateway.child.wait_with_output())
         .await
         .expect("exits")
         .expect("output");
@@ -242,4 +266,132 @@ async fn a_bad_token_exits_with_a_message_that_says_what_to_fix() {
         !stderr.contains("not-the-token"),
         "the token is never printed: {stderr}"
     );
+}
+
+fn member_add(guild: u64, user: u64) -> serde_json::Value {
+    json!({
+        "guild_id": guild.to_string(),
+        "user": {"id": user.to_string(), "username": format!("u{user}"), "discriminator": "0", "avatar": null},
+        "roles": [], "joined_at": "2026-11-23T10:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0,
+    })
+}
+
+/// Polls the gateway's /ready until `want(body)` holds; bounded.
+async fn await_ready_state(
+    gateway: &Gateway,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) {
+    let url = format!("http://127.0.0.1:{}/ready", gateway.http_port);
+    let mut last = serde_json::Value::Null;
+    let found = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(response) = arrakis_e2e::http::get(&url, None).await {
+                last = response.json();
+                if want(&last) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "gateway never reported {what}; last /ready: {last}"
+    );
+}
+
+/// Polls /metrics until the sum of `name` over its labels exceeds `floor`; bounded.
+async fn await_metric_above(gateway: &Gateway, name: &str, floor: f64) {
+    let url = format!("http://127.0.0.1:{}/metrics", gateway.http_port);
+    let sum = |text: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let found = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(response) = arrakis_e2e::http::get(&url, None).await
+                && sum(&response.body) > floor
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "{name} never rose above {floor} within {DEADLINE:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_nats_outage_mid_stream_loses_nothing() {
+    let mut nats = NatsServer::start().await.expect("nats-server");
+    // File storage: the streams outlive the outage.
+    let (mut events, _) = streams(&nats, stream::StorageType::File).await;
+    let fake = FakeDiscord::start(Config {
+        heartbeat_interval: Duration::from_millis(1000),
+        identify_interval: Duration::ZERO,
+        guilds: 4,
+        members_per_guild: 1,
+        ..Config::default()
+    })
+    .await
+    .expect("fake-discord");
+    let gateway = gateway_with(
+        &fake,
+        Some(&nats),
+        "fake-token",
+        1,
+        "0",
+        &[("MAX_INFLIGHT", "8")],
+    );
+    await_ready_state(&gateway, "ready", |body| body["ready"] == true).await;
+    await_messages(&mut events, 4).await;
+    let guild = fake.guilds()[0].id;
+
+    for user in 1..=10 {
+        fake.dispatch(0, "GUILD_MEMBER_ADD", member_add(guild, user))
+            .expect("dispatched");
+    }
+    await_messages(&mut events, 14).await;
+
+    nats.stop();
+    await_ready_state(&gateway, "NATS disconnected", |body| {
+        body["nats_connected"] == false
+    })
+    .await;
+    // Five times the publish buffer arrives while NATS is down.
+    for user in 11..=50 {
+        fake.dispatch(0, "GUILD_MEMBER_ADD", member_add(guild, user))
+            .expect("dispatched");
+    }
+    // Outlast JetStream's ack timeout, so publishes fail and are retried, not just delayed.
+    await_metric_above(&gateway, "gateway_route_failures_total", 0.0).await;
+    nats.restart().await.expect("nats-server restarts");
+
+    await_messages(&mut events, 54).await;
+    let users: BTreeSet<u64> = all_events(&events)
+        .await
+        .iter()
+        .filter(|(subject, _, _)| subject == "events.member.join")
+        .map(|(_, _, e)| e.user_id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        (1..=50).collect::<BTreeSet<u64>>(),
+        "every member.join, once"
+    );
+    let truth = fake.truth();
+    assert!(
+        !truth.resumes.is_empty(),
+        "the full buffer closed the session resumably and it resumed"
+    );
+    assert_eq!(truth.identifies.len(), 1, "no new session was needed");
+    await_ready_state(&gateway, "ready again", |body| body["ready"] == true).await;
+    terminate(gateway).await;
 }

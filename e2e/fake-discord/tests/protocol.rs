@@ -220,54 +220,14 @@ async fn gateway_bot_needs_the_token() {
     .await
     .expect("fake");
     let url = format!("http://{}/api/v10/gateway/bot", fake.http_host());
-    let client = HttpClient::new();
-    let (status, _) = client.get(&url, None).await;
-    assert_eq!(status, 401);
-    let (status, body) = client.get(&url, Some("Bot fake-token")).await;
-    assert_eq!(status, 200);
+    let anonymous = arrakis_e2e::http::get(&url, None).await.expect("answers");
+    assert_eq!(anonymous.status, 401);
+    let response = arrakis_e2e::http::get(&url, Some("Bot fake-token"))
+        .await
+        .expect("answers");
+    assert_eq!(response.status, 200);
+    let body = response.json();
     assert_eq!(body["shards"], 16);
     assert_eq!(body["session_start_limit"]["max_concurrency"], 16);
     assert_eq!(body["url"], fake.gateway_url());
-}
-
-/// A minimal HTTP/1.1 GET over a TCP stream: enough for these checks without another client crate.
-struct HttpClient;
-
-impl HttpClient {
-    fn new() -> Self {
-        HttpClient
-    }
-
-    async fn get(&self, url: &str, authorization: Option<&str>) -> (u16, Value) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let rest = url.strip_prefix("http://").expect("http URL");
-        let (host, path) = rest.split_once('/').expect("path");
-        let mut stream = tokio::net::TcpStream::connect(host)
-            .await
-            .expect("connects");
-        let auth = authorization
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        let request =
-            format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("request sent");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("response read");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
 }
