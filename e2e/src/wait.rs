@@ -30,6 +30,24 @@ pub async fn poll_until<T>(
     }
 }
 
+/// Awaits `check` every `POLL_INTERVAL` until it yields `Some`, for at most `timeout`.
+/// For state only reachable by asking (a stream's message count, an HTTP endpoint).
+pub async fn until<T, Fut: std::future::Future<Output = Option<T>>>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Fut,
+) -> Option<T> {
+    tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await
+    .ok()
+}
+
 /// Watches `name` until `condition` holds, for at most `timeout`.
 /// On timeout the error carries the object as YAML and the Events about it.
 pub async fn await_condition<K>(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arrakis_contract::GatewayEvent;
 use arrakis_e2e::nats::NatsServer;
+use arrakis_e2e::wait;
 use arrakis_fake_discord::{Config, FakeDiscord};
 use async_nats::jetstream::{self, stream};
 use serde_json::json;
@@ -93,21 +94,16 @@ async fn streams(
 
 /// Waits until `stream` holds `count` messages; bounded, with the count it saw on failure.
 async fn await_messages(stream: &mut stream::Stream, count: u64) {
-    let waited = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let have = stream.info().await.expect("stream info").state.messages;
-            if have >= count {
-                return have;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let reached = wait::until(DEADLINE, || {
+        let mut stream = stream.clone();
+        async move { (stream.info().await.ok()?.state.messages >= count).then_some(()) }
     })
     .await;
     let last = stream.info().await.expect("stream info").state.messages;
+    let name = &stream.cached_info().config.name;
     assert!(
-        waited.is_ok(),
-        "stream {} has {last} messages, expected {count} within {DEADLINE:?}",
-        stream.cached_info().config.name
+        reached.is_some(),
+        "stream {name} has {last} messages, expected {count} within {DEADLINE:?}"
     );
     assert_eq!(last, count, "no more than expected, either");
 }
@@ -283,21 +279,17 @@ async fn await_ready_state(
     want: impl Fn(&serde_json::Value) -> bool,
 ) {
     let url = format!("http://127.0.0.1:{}/ready", gateway.http_port);
-    let mut last = serde_json::Value::Null;
-    let found = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Ok(response) = arrakis_e2e::http::get(&url, None).await {
-                last = response.json();
-                if want(&last) {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let found = wait::until(DEADLINE, || async {
+        let body = arrakis_e2e::http::get(&url, None).await.ok()?.json();
+        want(&body).then_some(())
     })
     .await;
+    let last = arrakis_e2e::http::get(&url, None)
+        .await
+        .map(|r| r.body)
+        .unwrap_or_default();
     assert!(
-        found.is_ok(),
+        found.is_some(),
         "gateway never reported {what}; last /ready: {last}"
     );
 }
@@ -305,25 +297,18 @@ async fn await_ready_state(
 /// Polls /metrics until the sum of `name` over its labels exceeds `floor`; bounded.
 async fn await_metric_above(gateway: &Gateway, name: &str, floor: f64) {
     let url = format!("http://127.0.0.1:{}/metrics", gateway.http_port);
-    let sum = |text: &str| -> f64 {
-        text.lines()
-            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+    let found = wait::until(DEADLINE, || async {
+        let body = arrakis_e2e::http::get(&url, None).await.ok()?.body;
+        let sum: f64 = body
+            .lines()
+            .filter(|line| line.starts_with(name))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    let found = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Ok(response) = arrakis_e2e::http::get(&url, None).await
-                && sum(&response.body) > floor
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            .sum();
+        (sum > floor).then_some(())
     })
     .await;
     assert!(
-        found.is_ok(),
+        found.is_some(),
         "{name} never rose above {floor} within {DEADLINE:?}"
     );
 }
