@@ -53,6 +53,10 @@ pub struct Args {
     #[arg(long, env = "NATS_CREDS")]
     pub nats_creds: Option<std::path::PathBuf>,
 
+    /// Names this bot's saved sessions in NATS KV, to keep several bots apart.
+    #[arg(long, env = "POOL_NAME", default_value = "default")]
+    pub pool: String,
+
     /// Put every subject under this prefix.
     #[arg(long, env = "SUBJECT_PREFIX")]
     pub subject_prefix: Option<String>,
@@ -90,6 +94,8 @@ pub enum ConfigError {
     NoConcurrency,
     #[error("the Discord token is empty: set DISCORD_TOKEN")]
     EmptyToken,
+    #[error("POOL_NAME {0:?} may only hold letters, digits, '-' and '_'")]
+    BadPool(String),
 }
 
 /// The shards one process runs.
@@ -132,6 +138,10 @@ impl Args {
         }
         if self.max_concurrency == 0 {
             return Err(ConfigError::NoConcurrency);
+        }
+        let pool_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if self.pool.is_empty() || !self.pool.chars().all(pool_ok) {
+            return Err(ConfigError::BadPool(self.pool.clone()));
         }
         Ok(Settings {
             token: self.token.clone(),

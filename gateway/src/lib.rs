@@ -7,3 +7,4 @@ pub mod http;
 pub mod metrics;
 pub mod publisher;
 pub mod runner;
+pub mod sessions;

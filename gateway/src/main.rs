@@ -10,10 +10,14 @@ use arrakis_gateway::http::{HttpState, router};
 use arrakis_gateway::metrics::Metrics;
 use arrakis_gateway::publisher::{JetStreamSink, Sink};
 use arrakis_gateway::runner::{Statuses, run_shard};
+use arrakis_gateway::sessions::{SessionStore, ShardSession};
 use clap::Parser;
 use tokio::sync::watch;
 use twilight_gateway::queue::InMemoryQueue;
-use twilight_gateway::{ConfigBuilder, Shard};
+use twilight_gateway::{ConfigBuilder, Session, Shard, ShardId};
+
+/// How often resume points are saved.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long SIGTERM waits for published events to be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -91,25 +95,60 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_secs(24 * 3600),
         1000,
     );
-    let mut builder = ConfigBuilder::new(settings.token.clone(), settings.intents).queue(queue);
-    if let Some(url) = &args.gateway_url {
-        builder = builder.proxy_url(url.clone());
-    }
-    let config = builder.build();
+    let store = match &nats {
+        Some(client) => Some(SessionStore::open(client.clone(), &args.pool).await?),
+        None => None,
+    };
     tracing::info!(assignment = %settings.assignment, "starting shards");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut sessions = Vec::new();
     for id in settings.assignment.shard_ids() {
-        let shard = Shard::with_config(id, config.clone());
+        let mut builder =
+            ConfigBuilder::new(settings.token.clone(), settings.intents).queue(queue.clone());
+        if let Some(url) = &args.gateway_url {
+            builder = builder.proxy_url(url.clone());
+        }
+        let saved = match &store {
+            Some(store) => store.load(id).await?,
+            None => None,
+        };
+        let session = Arc::new(match &saved {
+            Some(saved) => {
+                tracing::info!(
+                    shard = id.number(),
+                    sequence = saved.sequence,
+                    "resuming the saved session"
+                );
+                builder = builder
+                    .session(Session::new(saved.sequence, saved.session_id.clone()))
+                    .resume_url(saved.resume_url.clone());
+                ShardSession::resuming(saved)
+            }
+            None => ShardSession::default(),
+        });
+        sessions.push((id, session.clone()));
+        let shard = Shard::with_config(id, builder.build());
         tasks.spawn(run_shard(
             shard,
             sink.clone(),
             metrics.clone(),
             statuses.clone(),
+            session,
             shutdown_rx.clone(),
         ));
     }
+    let saver = store.map(|store| {
+        let store = Arc::new(store);
+        let sessions = Arc::new(sessions);
+        let handle = tokio::spawn(save_periodically(
+            store.clone(),
+            sessions.clone(),
+            shutdown_rx.clone(),
+        ));
+        (store, sessions, handle)
+    });
 
     let mut fatal = None;
     tokio::select! {
@@ -131,9 +170,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    // Saved last, after the drain: the resume point then covers every acked event.
+    if let Some((store, sessions, handle)) = saver {
+        let _ = handle.await;
+        save_all(&store, &sessions).await;
+    }
     match fatal {
         Some(error) => Err(error.into()),
         None => Ok(()),
+    }
+}
+
+type ShardSessions = Vec<(ShardId, Arc<ShardSession>)>;
+
+/// Saves each shard's resume point every second while it changes, so even a SIGKILL loses at most
+/// a second of progress (Discord then replays a little more, and JetStream drops the repeats).
+async fn save_periodically(
+    store: Arc<SessionStore>,
+    sessions: Arc<ShardSessions>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(SAVE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => save_all(&store, &sessions).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn save_all(store: &SessionStore, sessions: &ShardSessions) {
+    for (id, session) in sessions {
+        if let Some(snapshot) = session.snapshot()
+            && let Err(error) = store.save(*id, &snapshot).await
+        {
+            tracing::warn!(
+                shard = id.number(),
+                error = format!("{error:#}"),
+                "could not save the session"
+            );
+        }
     }
 }
 

@@ -94,11 +94,19 @@ impl Sink {
         }
     }
 
-    /// Hands `event` to JetStream in its reserved place; its ack is awaited in the background.
-    pub fn publish(&self, reservation: Reservation, event: GatewayEvent, received: Instant) {
+    /// Hands `event` to JetStream in its reserved place; its ack is awaited in the background,
+    /// then `stored` runs.
+    pub fn publish(
+        &self,
+        reservation: Reservation,
+        event: GatewayEvent,
+        received: Instant,
+        stored: impl FnOnce() + Send + 'static,
+    ) {
         match self {
             Sink::LogOnly => {
                 tracing::info!(event_type = %event.event_type, shard = event.shard_id, event_id = %event.event_id, "event (log-only mode)");
+                stored();
             }
             Sink::JetStream(sink) => {
                 sink.metrics.publish_inflight.inc();
@@ -119,6 +127,7 @@ impl Sink {
                         .with_label_values(&[shard.as_str()])
                         .inc();
                     metrics.publish_inflight.dec();
+                    stored();
                     drop(reservation);
                 });
             }

@@ -15,6 +15,7 @@ use twilight_gateway::{CloseFrame, Message, Shard, ShardState};
 use crate::event_id::message_id;
 use crate::metrics::Metrics;
 use crate::publisher::Sink;
+use crate::sessions::ShardSession;
 
 /// What the HTTP endpoints report per shard.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +81,7 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
     sink: Arc<Sink>,
     metrics: Arc<Metrics>,
     statuses: Statuses,
+    session: Arc<ShardSession>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ShardError> {
     let id = shard.id();
@@ -120,6 +122,9 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                     .inc();
                 match event_type.as_str() {
                     "READY" => {
+                        let session_id = frame.d["session_id"].as_str().unwrap_or_default();
+                        let resume_url = frame.d["resume_gateway_url"].as_str().unwrap_or_default();
+                        session.started(session_id, seq, resume_url);
                         let guilds = frame.d["guilds"].as_array().map_or(0, Vec::len);
                         set_status(&|s| {
                             *s = ShardStatus {
@@ -139,6 +144,7 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                         continue;
                     }
                     "RESUMED" => {
+                        session.acks.seen(seq);
                         set_status(&|s| s.ready = true);
                         metrics
                             .sessions
@@ -149,11 +155,11 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                     }
                     _ => {}
                 }
-                let session = shard
+                let session_id = shard
                     .session()
                     .map(|s| s.id().to_owned())
                     .unwrap_or_default();
-                let id = message_id(&event_type, &frame.d, number, total, &session, seq);
+                let id = message_id(&event_type, &frame.d, number, total, &session_id, seq);
                 let event = GatewayEvent::from_dispatch(
                     id,
                     &event_type,
@@ -180,7 +186,11 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                         sink.reserve().await
                     }
                 };
-                sink.publish(reservation, event, received);
+                session.acks.begin(&session_id, seq);
+                let acked = session.clone();
+                sink.publish(reservation, event, received, move || {
+                    acked.acks.done(&session_id, seq)
+                });
             }
             Ok(Message::Close(frame)) => {
                 set_status(&|s| s.ready = false);

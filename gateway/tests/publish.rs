@@ -1,144 +1,16 @@
 //! The gateway process against fake-discord and a real nats-server: what Discord sends lands in
 //! JetStream on the seed's subjects with the seed's payload, once.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
-use arrakis_contract::GatewayEvent;
 use arrakis_e2e::nats::NatsServer;
-use arrakis_e2e::wait;
 use arrakis_fake_discord::{Config, FakeDiscord};
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::stream;
+use common::*;
 use serde_json::json;
-use tokio::process::{Child, Command};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-struct Gateway {
-    child: Child,
-    http_port: u16,
-}
-
-fn gateway(
-    fake: &FakeDiscord,
-    nats: Option<&NatsServer>,
-    token: &str,
-    total: u32,
-    range: &str,
-) -> Gateway {
-    gateway_with(fake, nats, token, total, range, &[])
-}
-
-fn gateway_with(
-    fake: &FakeDiscord,
-    nats: Option<&NatsServer>,
-    token: &str,
-    total: u32,
-    range: &str,
-    extra_env: &[(&str, &str)],
-) -> Gateway {
-    let http_port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_arrakis-gateway"));
-    command
-        .env_clear()
-        .env("DISCORD_TOKEN", token)
-        .env("TOTAL_SHARDS", total.to_string())
-        .env("SHARD_RANGE", range)
-        .env("MAX_CONCURRENCY", total.to_string())
-        .env("DISCORD_GATEWAY_URL", fake.gateway_url())
-        .env("HTTP_PORT", http_port.to_string())
-        .envs(extra_env.iter().copied())
-        .env("LOG_LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(nats) = nats {
-        command.env("NATS_URL", nats.url());
-    }
-    Gateway {
-        child: command.spawn().expect("gateway starts"),
-        http_port,
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn streams(
-    nats: &NatsServer,
-    storage: stream::StorageType,
-) -> (stream::Stream, stream::Stream) {
-    let js = jetstream::new(nats.connect().await.expect("connect"));
-    let make = |name: &str, subject: &str| stream::Config {
-        name: name.into(),
-        subjects: vec![subject.into()],
-        storage,
-        ..Default::default()
-    };
-    let events = js
-        .create_stream(make("EVENTS", "events.>"))
-        .await
-        .expect("EVENTS");
-    let commands = js
-        .create_stream(make("COMMANDS", "commands.>"))
-        .await
-        .expect("COMMANDS");
-    (events, commands)
-}
-
-/// Waits until `stream` holds `count` messages; bounded, with the count it saw on failure.
-async fn await_messages(stream: &mut stream::Stream, count: u64) {
-    let reached = wait::until(DEADLINE, || {
-        let mut stream = stream.clone();
-        async move { (stream.info().await.ok()?.state.messages >= count).then_some(()) }
-    })
-    .await;
-    let last = stream.info().await.expect("stream info").state.messages;
-    let name = &stream.cached_info().config.name;
-    assert!(
-        reached.is_some(),
-        "stream {name} has {last} messages, expected {count} within {DEADLINE:?}"
-    );
-    assert_eq!(last, count, "no more than expected, either");
-}
-
-async fn all_events(stream: &stream::Stream) -> Vec<(String, String, GatewayEvent)> {
-    let info = stream.cached_info().state.clone();
-    let mut out = Vec::new();
-    for seq in info.first_sequence..=info.last_sequence {
-        let message = stream.get_raw_message(seq).await.expect("stored message");
-        let msg_id = message
-            .headers
-            .get("Nats-Msg-Id")
-            .map(|v| v.to_string())
-            .expect("every event carries a Nats-Msg-Id");
-        let event: GatewayEvent =
-            serde_json::from_slice(&message.payload).expect("payload is a GatewayEvent");
-        out.push((message.subject.to_string(), msg_id, event));
-    }
-    out
-}
-
-async fn terminate(Gateway { mut child, .. }: Gateway) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
-    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
-}
 
 #[tokio::test]
 async fn dispatches_land_on_the_seed_subjects_with_the_seed_payload() {
@@ -261,55 +133,6 @@ async fn a_bad_token_exits_with_a_message_that_says_what_to_fix() {
     assert!(
         !stderr.contains("not-the-token"),
         "the token is never printed: {stderr}"
-    );
-}
-
-fn member_add(guild: u64, user: u64) -> serde_json::Value {
-    json!({
-        "guild_id": guild.to_string(),
-        "user": {"id": user.to_string(), "username": format!("u{user}"), "discriminator": "0", "avatar": null},
-        "roles": [], "joined_at": "2026-11-23T10:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0,
-    })
-}
-
-/// Polls the gateway's /ready until `want(body)` holds; bounded.
-async fn await_ready_state(
-    gateway: &Gateway,
-    what: &str,
-    want: impl Fn(&serde_json::Value) -> bool,
-) {
-    let url = format!("http://127.0.0.1:{}/ready", gateway.http_port);
-    let found = wait::until(DEADLINE, || async {
-        let body = arrakis_e2e::http::get(&url, None).await.ok()?.json();
-        want(&body).then_some(())
-    })
-    .await;
-    let last = arrakis_e2e::http::get(&url, None)
-        .await
-        .map(|r| r.body)
-        .unwrap_or_default();
-    assert!(
-        found.is_some(),
-        "gateway never reported {what}; last /ready: {last}"
-    );
-}
-
-/// Polls /metrics until the sum of `name` over its labels exceeds `floor`; bounded.
-async fn await_metric_above(gateway: &Gateway, name: &str, floor: f64) {
-    let url = format!("http://127.0.0.1:{}/metrics", gateway.http_port);
-    let found = wait::until(DEADLINE, || async {
-        let body = arrakis_e2e::http::get(&url, None).await.ok()?.body;
-        let sum: f64 = body
-            .lines()
-            .filter(|line| line.starts_with(name))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        (sum > floor).then_some(())
-    })
-    .await;
-    assert!(
-        found.is_some(),
-        "{name} never rose above {floor} within {DEADLINE:?}"
     );
 }
 
