@@ -16,15 +16,7 @@ use serde_json::json;
 async fn dispatches_land_on_the_seed_subjects_with_the_seed_payload() {
     let nats = NatsServer::start().await.expect("nats-server");
     let (mut events, mut commands) = streams(&nats, stream::StorageType::Memory).await;
-    let fake = FakeDiscord::start(Config {
-        heartbeat_interval: Duration::from_millis(1000),
-        identify_interval: Duration::ZERO,
-        guilds: 12,
-        members_per_guild: 2,
-        ..Config::default()
-    })
-    .await
-    .expect("fake-discord");
+    let fake = fake_discord(12, 2).await;
     let gateway = gateway(&fake, Some(&nats), "fake-token", 2, "0-1");
 
     // Each guild's GUILD_CREATE becomes one guild.join.
@@ -141,15 +133,7 @@ async fn a_nats_outage_mid_stream_loses_nothing() {
     let mut nats = NatsServer::start().await.expect("nats-server");
     // File storage: the streams outlive the outage.
     let (mut events, _) = streams(&nats, stream::StorageType::File).await;
-    let fake = FakeDiscord::start(Config {
-        heartbeat_interval: Duration::from_millis(1000),
-        identify_interval: Duration::ZERO,
-        guilds: 4,
-        members_per_guild: 1,
-        ..Config::default()
-    })
-    .await
-    .expect("fake-discord");
+    let fake = fake_discord(4, 1).await;
     let gateway = gateway_with(
         &fake,
         Some(&nats),

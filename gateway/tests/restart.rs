@@ -9,22 +9,14 @@ use std::time::Duration;
 
 use arrakis_e2e::nats::NatsServer;
 use arrakis_e2e::wait;
-use arrakis_fake_discord::{Config, FakeDiscord};
+use arrakis_fake_discord::FakeDiscord;
 use async_nats::jetstream::{self, stream};
 use common::*;
 
 async fn setup() -> (NatsServer, stream::Stream, FakeDiscord) {
     let nats = NatsServer::start().await.expect("nats-server");
     let (events, _) = streams(&nats, stream::StorageType::File).await;
-    let fake = FakeDiscord::start(Config {
-        heartbeat_interval: Duration::from_millis(1000),
-        identify_interval: Duration::ZERO,
-        guilds: 3,
-        members_per_guild: 1,
-        ..Config::default()
-    })
-    .await
-    .expect("fake-discord");
+    let fake = fake_discord(3, 1).await;
     (nats, events, fake)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arrakis_contract::GatewayEvent;
 use arrakis_e2e::nats::NatsServer;
 use arrakis_e2e::wait;
-use arrakis_fake_discord::FakeDiscord;
+use arrakis_fake_discord::{Config, FakeDiscord};
 use async_nats::jetstream::{self, stream};
 use serde_json::json;
 use tokio::process::{Child, Command};
@@ -187,4 +187,17 @@ pub async fn await_metric_above(gateway: &Gateway, name: &str, floor: f64) {
         found.is_some(),
         "{name} never rose above {floor} within {DEADLINE:?}"
     );
+}
+
+/// A fake Discord with `guilds` guilds of `members` members, 1 s heartbeats and no identify pacing.
+pub async fn fake_discord(guilds: usize, members: usize) -> FakeDiscord {
+    FakeDiscord::start(Config {
+        heartbeat_interval: Duration::from_millis(1000),
+        identify_interval: Duration::ZERO,
+        guilds,
+        members_per_guild: members,
+        ..Config::default()
+    })
+    .await
+    .expect("fake-discord starts")
 }
