@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use arrakis_e2e::nats::NatsServer;
 use arrakis_e2e::wait;
