@@ -45,6 +45,10 @@ pub struct Args {
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = 1)]
     pub max_concurrency: u16,
 
+    /// Milliseconds between identifies in one bucket (Discord: 5000). Lower only against a fake.
+    #[arg(long, env = "IDENTIFY_INTERVAL_MS", default_value_t = 5000)]
+    pub identify_interval_ms: u64,
+
     /// NATS server URL(s). Without it the gateway runs in log-only mode.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
@@ -94,6 +98,8 @@ pub enum ConfigError {
     NoConcurrency,
     #[error("the Discord token is empty: set DISCORD_TOKEN")]
     EmptyToken,
+    #[error("IDENTIFY_INTERVAL_MS must be at least 100 (Discord's is 5000)")]
+    IdentifyInterval,
     #[error("POOL_NAME {0:?} may only hold letters, digits, '-' and '_'")]
     BadPool(String),
 }
@@ -129,6 +135,7 @@ pub struct Settings {
     pub assignment: Assignment,
     pub intents: Intents,
     pub max_concurrency: u16,
+    pub identify_interval: std::time::Duration,
 }
 
 impl Args {
@@ -138,6 +145,9 @@ impl Args {
         }
         if self.max_concurrency == 0 {
             return Err(ConfigError::NoConcurrency);
+        }
+        if self.identify_interval_ms < 100 {
+            return Err(ConfigError::IdentifyInterval);
         }
         let pool_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         if self.pool.is_empty() || !self.pool.chars().all(pool_ok) {
@@ -153,6 +163,7 @@ impl Args {
             )?,
             intents: parse_intents(&self.intents)?,
             max_concurrency: self.max_concurrency,
+            identify_interval: std::time::Duration::from_millis(self.identify_interval_ms),
         })
     }
 }

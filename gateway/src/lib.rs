@@ -4,6 +4,7 @@
 pub mod config;
 pub mod event_id;
 pub mod http;
+pub mod identify_queue;
 pub mod metrics;
 pub mod publisher;
 pub mod runner;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use arrakis_gateway::config::Args;
 use arrakis_gateway::http::{HttpState, router};
+use arrakis_gateway::identify_queue::{IdentifyQueue, SharedQueue};
 use arrakis_gateway::metrics::Metrics;
 use arrakis_gateway::publisher::{JetStreamSink, Sink};
 use arrakis_gateway::runner::{Statuses, run_shard};
@@ -25,6 +26,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
                 .unwrap_or_else(|_| "info".into()),
@@ -88,13 +90,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // One process-wide identify queue; Discord's rate-limit key is shard id modulo max_concurrency.
-    let queue = InMemoryQueue::new(
-        settings.max_concurrency,
-        1000,
-        Duration::from_secs(24 * 3600),
-        1000,
-    );
+    // Discord's identify limit is per bot, so with NATS every process shares one queue.
+    let queue = match &nats {
+        Some(client) => IdentifyQueue::Shared(Box::new(
+            SharedQueue::open(
+                client.clone(),
+                &args.pool,
+                settings.max_concurrency,
+                settings.identify_interval,
+            )
+            .await?,
+        )),
+        None => IdentifyQueue::Local(InMemoryQueue::new(
+            settings.max_concurrency,
+            1000,
+            Duration::from_secs(24 * 3600),
+            1000,
+        )),
+    };
     let store = match &nats {
         Some(client) => Some(SessionStore::open(client.clone(), &args.pool).await?),
         None => None,
