@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use async_nats::jetstream::{self, kv};
 use tokio::sync::oneshot;
 use twilight_gateway::queue::Queue;
+
+use crate::kv::open_bucket;
 
 /// KV bucket of identify grants.
 pub const BUCKET: &str = "arrakis-gateway-identify";
@@ -35,23 +36,19 @@ impl SharedQueue {
         max_concurrency: u16,
         interval: Duration,
     ) -> anyhow::Result<Self> {
-        let js = jetstream::new(client);
         let lifetime = interval + MARGIN;
-        let name = format!("{BUCKET}-{}ms", lifetime.as_millis());
-        let kv = match js.get_key_value(&name).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.clone(),
-                    description: "arrakis-gateway: identify grants per rate-limit bucket".into(),
-                    history: 1,
-                    max_age: lifetime,
-                    storage: jetstream::stream::StorageType::Memory,
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("creating the identify bucket {name}"))?,
-        };
+        let kv = open_bucket(
+            client,
+            kv::Config {
+                bucket: format!("{BUCKET}-{}ms", lifetime.as_millis()),
+                description: "arrakis-gateway: identify grants per rate-limit bucket".into(),
+                history: 1,
+                max_age: lifetime,
+                storage: jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(SharedQueue {
             kv,
             pool: pool.to_owned(),

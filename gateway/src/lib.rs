@@ -5,6 +5,7 @@ pub mod config;
 pub mod event_id;
 pub mod http;
 pub mod identify_queue;
+pub mod kv;
 pub mod metrics;
 pub mod publisher;
 pub mod runner;

@@ -13,6 +13,8 @@ use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use twilight_gateway::ShardId;
 
+use crate::kv::open_bucket;
+
 /// KV bucket holding one entry per shard.
 pub const BUCKET: &str = "arrakis-gateway-sessions";
 /// Saved sessions older than this are dropped; resuming them would fail at Discord anyway.
@@ -34,21 +36,18 @@ pub struct SessionStore {
 impl SessionStore {
     /// Opens (or creates) the bucket. `pool` keeps several bots apart in one NATS account.
     pub async fn open(client: async_nats::Client, pool: &str) -> anyhow::Result<Self> {
-        let js = jetstream::new(client);
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "arrakis-gateway: Discord sessions to resume, per shard".into(),
-                    history: 1,
-                    max_age: SESSION_TTL,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .context("creating the session bucket")?,
-        };
+        let kv = open_bucket(
+            client,
+            kv::Config {
+                bucket: BUCKET.into(),
+                description: "arrakis-gateway: Discord sessions to resume, per shard".into(),
+                history: 1,
+                max_age: SESSION_TTL,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(SessionStore {
             kv,
             pool: pool.to_owned(),
