@@ -187,3 +187,28 @@ async fn a_nats_outage_mid_stream_loses_nothing() {
     await_ready_state(&gateway, "ready again", |body| body["ready"] == true).await;
     terminate(gateway).await;
 }
+
+#[tokio::test]
+async fn a_malformed_frame_is_skipped_and_nothing_after_it_is_lost() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let (mut events, _) = streams(&nats, stream::StorageType::Memory).await;
+    let fake = fake_discord(2, 1).await;
+    let gateway = gateway(&fake, Some(&nats), "fake-token", 1, "0");
+    await_messages(&mut events, 2).await;
+    let guild = fake.guilds()[0].id;
+
+    fake.fault(0, arrakis_fake_discord::Fault::Malformed)
+        .expect("connected");
+    for user in 1..=5 {
+        fake.dispatch(0, "GUILD_MEMBER_ADD", member_add(guild, user))
+            .expect("dispatched");
+    }
+    await_messages(&mut events, 7).await;
+    await_ready_state(&gateway, "ready", |body| body["ready"] == true).await;
+    let truth = fake.truth();
+    assert!(
+        truth.resumes.is_empty() && truth.identifies.len() == 1,
+        "the session was kept: {truth:?}"
+    );
+    terminate(gateway).await;
+}

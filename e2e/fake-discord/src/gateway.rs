@@ -58,6 +58,8 @@ pub enum Fault {
     InvalidSession { resumable: bool },
     /// Stop answering heartbeats, so the client must detect a zombie connection.
     Zombie,
+    /// Send a text frame that is not a valid gateway payload.
+    Malformed,
 }
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -482,6 +484,11 @@ pub(crate) fn inject(shared: &Shared, shard: u32, fault: Fault) -> anyhow::Resul
             let _ = connection.tx.send(Outgoing::Frame(frame(7, Value::Null)));
         }
         Fault::Zombie => connection.zombie = true,
+        Fault::Malformed => {
+            let _ = connection
+                .tx
+                .send(Outgoing::Frame(r#"{"op":0,"s":"#.to_owned()));
+        }
         Fault::InvalidSession { resumable } => {
             let _ = connection
                 .tx
