@@ -10,13 +10,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Fault, Shared, dispatch, gateway, load_guilds, shard_of_guild};
+use crate::{Fault, Shared, dispatch, gateway, load_guilds, shard_of_guild, slash_command};
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/control/guilds", post(guilds))
         .route("/control/dispatch", post(dispatch_event))
         .route("/control/fault", post(fault))
+        .route("/control/interaction", post(interaction))
         .route("/control/truth", get(truth))
 }
 
@@ -57,6 +58,28 @@ async fn dispatch_event(State(shared): State<Arc<Shared>>, Json(body): Json<Disp
     };
     match shard.and_then(|shard| dispatch(&shared, shard, &body.t, body.d)) {
         Ok(seq) => Json(json!({"seq": seq})).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// `{"guild_id": "…", "command": "profile"}`: a user runs a slash command.
+#[derive(Deserialize)]
+struct SlashCommand {
+    guild_id: String,
+    command: String,
+}
+
+async fn interaction(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<SlashCommand>,
+) -> Response {
+    let created = body
+        .guild_id
+        .parse::<u64>()
+        .map_err(|_| anyhow::anyhow!("guild_id must be a snowflake"))
+        .and_then(|guild| slash_command(&shared, guild, &body.command));
+    match created {
+        Ok((id, token)) => Json(json!({"id": id.to_string(), "token": token})).into_response(),
         Err(e) => refused(e),
     }
 }

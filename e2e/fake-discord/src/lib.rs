@@ -50,6 +50,10 @@ pub struct Config {
     pub seed: u64,
     pub guilds: usize,
     pub members_per_guild: usize,
+    /// The first response to an interaction must come within this (Discord: 3 s).
+    pub interaction_deadline: Duration,
+    /// Interaction tokens work for edits and follow-ups this long (Discord: 15 min).
+    pub interaction_token_ttl: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +72,8 @@ impl Default for Config {
             seed: 1,
             guilds: 10,
             members_per_guild: 5,
+            interaction_deadline: Duration::from_secs(3),
+            interaction_token_ttl: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -113,6 +119,7 @@ pub(crate) struct State {
     pub(crate) sessions_started: u64,
     pub(crate) last_identify: HashMap<u32, tokio::time::Instant>,
     pub(crate) session_starts_remaining: u32,
+    pub(crate) interactions_created: u64,
     pub(crate) truth: Truth,
 }
 
@@ -160,6 +167,7 @@ impl FakeDiscord {
                 sessions_started: 0,
                 last_identify: HashMap::new(),
                 session_starts_remaining: config.session_start_limit,
+                interactions_created: 0,
                 truth: Truth::default(),
             }),
             config,
@@ -228,6 +236,12 @@ impl FakeDiscord {
         dispatch(&self.shared, shard, event_type, data)
     }
 
+    /// A user runs slash command `command` in `guild_id`: INTERACTION_CREATE on the guild's shard.
+    /// Returns the interaction's id and token.
+    pub fn slash_command(&self, guild_id: u64, command: &str) -> anyhow::Result<(u64, String)> {
+        slash_command(&self.shared, guild_id, command)
+    }
+
     pub fn fault(&self, shard: u32, fault: Fault) -> anyhow::Result<()> {
         gateway::inject(&self.shared, shard, fault)
     }
@@ -274,6 +288,59 @@ pub(crate) fn shard_of_guild(shared: &Shared, guild_id: u64) -> anyhow::Result<u
         bail!("no shard has identified yet, so no shard owns guild {guild_id}");
     };
     Ok(model::shard_for_guild(guild_id, u64::from(total)) as u32)
+}
+
+pub(crate) fn slash_command(
+    shared: &Shared,
+    guild_id: u64,
+    command: &str,
+) -> anyhow::Result<(u64, String)> {
+    let shard = shard_of_guild(shared, guild_id)?;
+    let (id, token, payload) = {
+        let mut state = shared.state();
+        let guild = state
+            .world
+            .iter()
+            .find(|g| g.id == guild_id)
+            .with_context(|| format!("no guild {guild_id}"))?
+            .clone();
+        let member = guild
+            .members
+            .first()
+            .with_context(|| format!("guild {guild_id} has no members"))?;
+        state.interactions_created += 1;
+        let n = state.interactions_created;
+        let created = now_ms();
+        let id = model::snowflake(created, n);
+        // Deterministic for the seed and count; unrelated to the id.
+        let token = format!(
+            "aW50ZXJhY3Rpb24{:016x}{n:08x}",
+            shared.config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n
+        );
+        let payload = model::interaction_json(
+            &guild,
+            member,
+            id,
+            &token,
+            shared.config.application_id,
+            command,
+        );
+        state.truth.interactions.push(truth::InteractionRecord {
+            id,
+            token: token.clone(),
+            guild_id,
+            command: command.to_owned(),
+            created_ms: created,
+            responded_ms: None,
+            response_type: None,
+            refused_callbacks: 0,
+            edits: Vec::new(),
+            followups: Vec::new(),
+        });
+        (id, token, payload)
+    };
+    dispatch(shared, shard, "INTERACTION_CREATE", payload)?;
+    Ok((id, token))
 }
 
 pub(crate) fn dispatch(

@@ -114,6 +114,59 @@ pub fn member_json(guild: &Guild, member: &Member) -> Value {
     })
 }
 
+/// INTERACTION_CREATE's payload for slash command `command` run by `member` in `guild`.
+pub fn interaction_json(
+    guild: &Guild,
+    member: &Member,
+    id: u64,
+    token: &str,
+    application_id: u64,
+    command: &str,
+) -> Value {
+    json!({
+        "id": id.to_string(),
+        "application_id": application_id.to_string(),
+        "type": 2,
+        "token": token,
+        "version": 1,
+        "guild_id": guild.id.to_string(),
+        "channel_id": guild.id.to_string(),
+        "member": member_json(guild, member),
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "app_permissions": "2248473465835073",
+        "entitlements": [],
+        "authorizing_integration_owners": {"0": guild.id.to_string()},
+        "context": 0,
+        "data": {"id": snowflake(DISCORD_EPOCH_MS + 1, 1).to_string(), "name": command, "type": 1},
+    })
+}
+
+/// A message as Discord returns it from webhook edits and follow-ups.
+pub fn message_json(config: &crate::Config, channel_id: u64, content: &str) -> Value {
+    let now = crate::now_ms();
+    json!({
+        "id": snowflake(now, 7).to_string(),
+        "channel_id": channel_id.to_string(),
+        "author": user_json(config.bot_user_id, "Arrakis", true),
+        "content": content,
+        "timestamp": iso8601(now),
+        "edited_timestamp": null,
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "pinned": false,
+        "type": 0,
+        "flags": 0,
+        "components": [],
+        "application_id": config.application_id.to_string(),
+        "webhook_id": config.application_id.to_string(),
+    })
+}
+
 fn role_json(id: u64, name: &str, position: u64) -> Value {
     json!({
         "id": id.to_string(), "name": name, "color": 0,

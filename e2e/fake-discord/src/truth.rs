@@ -43,6 +43,42 @@ pub struct CloseRecord {
     pub at_ms: u64,
 }
 
+/// An interaction the fake created, and how the bot answered it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InteractionRecord {
+    pub id: u64,
+    pub token: String,
+    pub guild_id: u64,
+    pub command: String,
+    pub created_ms: u64,
+    /// When the first callback arrived in time (none if never, or too late).
+    pub responded_ms: Option<u64>,
+    /// The callback's response type (5 = deferred channel message).
+    pub response_type: Option<u8>,
+    /// Callbacks refused: late, repeated, or with the wrong token.
+    pub refused_callbacks: u32,
+    /// Contents of the edits of the original response, in order.
+    pub edits: Vec<String>,
+    /// Contents of follow-up messages, in order.
+    pub followups: Vec<String>,
+}
+
+impl InteractionRecord {
+    /// Milliseconds from creation to the first accepted callback.
+    pub fn answered_after_ms(&self) -> Option<u64> {
+        Some(self.responded_ms? - self.created_ms)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoleChange {
+    pub guild_id: u64,
+    pub user_id: u64,
+    pub role_id: u64,
+    pub added: bool,
+    pub at_ms: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Truth {
     pub events: Vec<EmittedEvent>,
@@ -50,6 +86,8 @@ pub struct Truth {
     pub resumes: Vec<ResumeRecord>,
     /// Connections the fake closed with a close code.
     pub closes: Vec<CloseRecord>,
+    pub interactions: Vec<InteractionRecord>,
+    pub role_changes: Vec<RoleChange>,
 }
 
 impl Truth {
