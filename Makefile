@@ -9,7 +9,7 @@ export ARRAKIS_CACHE
 export CARGO_TARGET_DIR ?= $(ARRAKIS_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint unit crds crds-check e2e demo demo-down tools cluster-up cluster-down nats-up nats-down
+.PHONY: help test lint unit crds crds-check e2e bench demo demo-down tools cluster-up cluster-down nats-up nats-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ crds-check: ## Fail if crds/ differs from what the Rust API types generate
 
 e2e: ## Integration and end-to-end suites on real servers (E2E_KUBECONFIG=... for another cluster)
 	e2e/scripts/run-e2e.sh
+
+bench: ## Benchmarks on real servers, release builds (BENCH_ARGS="--runs 3" to change)
+	e2e/scripts/bench.sh $(BENCH_ARGS)
 
 demo: ## Bring up the local cluster and NATS, install the CRDs, apply the samples
 	e2e/scripts/demo.sh

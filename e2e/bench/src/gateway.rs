@@ -1,0 +1,228 @@
+//! `bench-gateway`: throughput and memory of one arrakis-gateway process running 25 shards.
+//!
+//! Each run starts a nats-server, a fake Discord and the gateway (release build), then:
+//! - memory: the gateway's RSS once every shard is ready and every guild is published;
+//! - throughput: fake-discord sends N member joins across the 25 shards as fast as it can, and the
+//!   clock stops when JetStream holds all of them;
+//! - baseline: in the same run, a plain async-nats publisher stores the same N payloads with the
+//!   same message ids (pipelined, 1,000 acks in flight) on a fresh stream.
+//!
+//! The figure that matters is the ratio gateway / baseline, which cancels most of the machine's
+//! noise. Reports the median of the runs.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use arrakis_contract::GatewayEvent;
+use arrakis_e2e::nats::NatsServer;
+use arrakis_e2e::wait;
+use arrakis_fake_discord::{Config, FakeDiscord};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use clap::Parser;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// Runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Member joins sent per run.
+    #[arg(long, default_value_t = 50_000)]
+    events: u64,
+    #[arg(long, default_value_t = 25)]
+    shards: u32,
+    /// Guilds loaded into fake-discord (spread over the shards).
+    #[arg(long, default_value_t = 1000)]
+    guilds: usize,
+    /// The gateway binary; `make bench` builds it in release mode.
+    #[arg(long, env = "ARRAKIS_GATEWAY_BIN")]
+    gateway: PathBuf,
+}
+
+const DEADLINE: Duration = Duration::from_secs(300);
+
+struct Run {
+    gateway_per_s: f64,
+    baseline_per_s: f64,
+    rss_kib: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut runs = Vec::new();
+    for n in 1..=args.runs {
+        let run = one_run(&args).await.with_context(|| format!("run {n}"))?;
+        println!(
+            "run {n}: gateway {:.0} events/s, baseline {:.0} events/s, ratio {:.2}, RSS {:.1} MiB ({:.2} MiB per shard)",
+            run.gateway_per_s,
+            run.baseline_per_s,
+            run.gateway_per_s / run.baseline_per_s,
+            run.rss_kib as f64 / 1024.0,
+            run.rss_kib as f64 / 1024.0 / f64::from(args.shards),
+        );
+        runs.push(run);
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "median of {} runs ({} events, {} shards, {} guilds): gateway {:.0} events/s, baseline {:.0} events/s, ratio {:.2}, RSS {:.1} MiB",
+        runs.len(),
+        args.events,
+        args.shards,
+        args.guilds,
+        median(runs.iter().map(|r| r.gateway_per_s).collect()),
+        median(runs.iter().map(|r| r.baseline_per_s).collect()),
+        median(
+            runs.iter()
+                .map(|r| r.gateway_per_s / r.baseline_per_s)
+                .collect()
+        ),
+        median(runs.iter().map(|r| r.rss_kib as f64).collect()) / 1024.0,
+    );
+    Ok(())
+}
+
+async fn one_run(args: &Args) -> anyhow::Result<Run> {
+    let nats = NatsServer::start().await?;
+    let js = jetstream::new(nats.connect().await?);
+    let mut events = js
+        .create_stream(stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec!["events.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await?;
+    let fake = FakeDiscord::start(Config {
+        identify_interval: Duration::ZERO,
+        guilds: args.guilds,
+        members_per_guild: 1,
+        ..Config::default()
+    })
+    .await?;
+    let mut gateway = tokio::process::Command::new(&args.gateway)
+        .env_clear()
+        .env("DISCORD_TOKEN", &fake.config().token)
+        .env("TOTAL_SHARDS", args.shards.to_string())
+        .env("SHARD_RANGE", format!("0-{}", args.shards - 1))
+        .env("MAX_CONCURRENCY", args.shards.to_string())
+        .env("IDENTIFY_INTERVAL_MS", "100")
+        .env("NATS_URL", nats.url())
+        .env("DISCORD_GATEWAY_URL", fake.gateway_url())
+        .env("HTTP_PORT", free_port()?.to_string())
+        .env("LOG_LEVEL", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the gateway")?;
+    let pid = gateway.id().context("gateway pid")?;
+
+    // Every guild arrives as guild.join once all shards are ready.
+    let guilds = args.guilds as u64;
+    await_count(&mut events, guilds).await?;
+    let rss_kib = rss_kib(pid)?;
+
+    let member_guilds: Vec<u64> = fake.guilds().iter().map(|g| g.id).collect();
+    let started = Instant::now();
+    for n in 0..args.events {
+        let guild = member_guilds[(n as usize) % member_guilds.len()];
+        fake.dispatch_to_guild(guild, "GUILD_MEMBER_ADD", member_join(guild, n))?;
+    }
+    await_count(&mut events, guilds + args.events).await?;
+    let gateway_per_s = args.events as f64 / started.elapsed().as_secs_f64();
+    gateway.kill().await?;
+
+    let baseline_per_s = baseline(&js, args.events, &member_guilds).await?;
+    Ok(Run {
+        gateway_per_s,
+        baseline_per_s,
+        rss_kib,
+    })
+}
+
+fn member_join(guild: u64, n: u64) -> serde_json::Value {
+    json!({
+        "guild_id": guild.to_string(),
+        "user": {"id": (1_100_000_000_000_000_000 + n).to_string(), "username": format!("u{n}"), "discriminator": "0", "avatar": null},
+        "roles": [], "joined_at": "2026-11-23T10:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0,
+    })
+}
+
+/// The same payloads, published straight to JetStream with pipelined acks.
+async fn baseline(js: &jetstream::Context, count: u64, guilds: &[u64]) -> anyhow::Result<f64> {
+    let mut stream = js
+        .create_stream(stream::Config {
+            name: "BASELINE".into(),
+            subjects: vec!["baseline.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await?;
+    const WINDOW: usize = 1000;
+    let started = Instant::now();
+    let mut pending = std::collections::VecDeque::with_capacity(WINDOW);
+    for n in 0..count {
+        let guild = guilds[(n as usize) % guilds.len()];
+        let id = format!("member.join:{guild}:{n}");
+        let event = GatewayEvent::from_dispatch(
+            id.clone(),
+            "GUILD_MEMBER_ADD",
+            0,
+            0,
+            member_join(guild, n),
+        );
+        let payload = serde_json::to_vec(&event)?;
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(id);
+        pending.push_back(js.send_publish("baseline.member.join", publish).await?);
+        if pending.len() >= WINDOW
+            && let Some(ack) = pending.pop_front()
+        {
+            ack.await?;
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    if stream.info().await?.state.messages != count {
+        bail!("the baseline stream does not hold every message");
+    }
+    Ok(rate)
+}
+
+async fn await_count(stream: &mut stream::Stream, count: u64) -> anyhow::Result<()> {
+    let reached = wait::until(DEADLINE, || {
+        let mut stream = stream.clone();
+        async move { (stream.info().await.ok()?.state.messages >= count).then_some(()) }
+    })
+    .await;
+    let have = stream.info().await?.state.messages;
+    match reached {
+        Some(()) if have == count => Ok(()),
+        Some(()) => bail!("stream holds {have} messages, more than the {count} sent"),
+        None => bail!("stream holds {have} of {count} messages after {DEADLINE:?}"),
+    }
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
