@@ -47,6 +47,10 @@ struct Run {
     gateway_per_s: f64,
     baseline_per_s: f64,
     rss_kib: u64,
+    /// CPU time the gateway process spent per event, in microseconds.
+    gateway_cpu_us: f64,
+    /// CPU time this process (fake-discord, the load generator) spent per event.
+    generator_cpu_us: f64,
 }
 
 #[tokio::main]
@@ -56,12 +60,14 @@ async fn main() -> anyhow::Result<()> {
     for n in 1..=args.runs {
         let run = one_run(&args).await.with_context(|| format!("run {n}"))?;
         println!(
-            "run {n}: gateway {:.0} events/s, baseline {:.0} events/s, ratio {:.2}, RSS {:.1} MiB ({:.2} MiB per shard)",
+            "run {n}: gateway {:.0} events/s, baseline {:.0} events/s, ratio {:.2}, RSS {:.1} MiB ({:.2} MiB per shard), CPU per event: gateway {:.1} µs, fake-discord {:.1} µs",
             run.gateway_per_s,
             run.baseline_per_s,
             run.gateway_per_s / run.baseline_per_s,
             run.rss_kib as f64 / 1024.0,
             run.rss_kib as f64 / 1024.0 / f64::from(args.shards),
+            run.gateway_cpu_us,
+            run.generator_cpu_us,
         );
         runs.push(run);
     }
@@ -129,6 +135,8 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
     let rss_kib = rss_kib(pid)?;
 
     let member_guilds: Vec<u64> = fake.guilds().iter().map(|g| g.id).collect();
+    let gateway_cpu = cpu_seconds(pid)?;
+    let generator_cpu = cpu_seconds(std::process::id())?;
     let started = Instant::now();
     for n in 0..args.events {
         let guild = member_guilds[(n as usize) % member_guilds.len()];
@@ -136,6 +144,9 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
     }
     await_count(&mut events, guilds + args.events).await?;
     let gateway_per_s = args.events as f64 / started.elapsed().as_secs_f64();
+    let per_event_us = |seconds: f64| seconds * 1e6 / args.events as f64;
+    let gateway_cpu_us = per_event_us(cpu_seconds(pid)? - gateway_cpu);
+    let generator_cpu_us = per_event_us(cpu_seconds(std::process::id())? - generator_cpu);
     gateway.kill().await?;
 
     let baseline_per_s = baseline(&js, args.events, &member_guilds).await?;
@@ -143,6 +154,8 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
         gateway_per_s,
         baseline_per_s,
         rss_kib,
+        gateway_cpu_us,
+        generator_cpu_us,
     })
 }
 
@@ -210,6 +223,17 @@ async fn await_count(stream: &mut stream::Stream, count: u64) -> anyhow::Result<
         Some(()) => bail!("stream holds {have} messages, more than the {count} sent"),
         None => bail!("stream holds {have} of {count} messages after {DEADLINE:?}"),
     }
+}
+
+/// User plus system CPU seconds of a process, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // Linux reports in clock ticks; USER_HZ is 100 on every mainstream configuration.
+    Ok(ticks / 100.0)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
