@@ -15,7 +15,10 @@
 //!
 //! A configured prefix `p` puts every subject under `p.` (`p.commands.interaction`).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The subject tree of slash commands and other interactions (the COMMANDS stream).
 pub const COMMANDS_ROOT: &str = "commands";
@@ -74,6 +77,79 @@ pub fn subject_for(prefix: Option<&str>, event_type: &str) -> String {
     }
 }
 
+/// The ids a dispatch payload carries, read without building the whole payload.
+#[derive(Debug, Default, Deserialize)]
+pub struct PayloadIds<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub guild_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub channel_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub joined_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub user: Option<IdOf<'a>>,
+    #[serde(borrow, default)]
+    pub author: Option<IdOf<'a>>,
+    #[serde(borrow, default)]
+    pub member: Option<MemberOf<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct IdOf<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MemberOf<'a> {
+    #[serde(borrow, default)]
+    pub user: Option<IdOf<'a>>,
+}
+
+/// The top-level ids of the seed's payload, lifted out of a dispatch's `d`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LiftedIds {
+    pub guild_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl PayloadIds<'_> {
+    /// The user a payload is about: `user`, a member's user, a message's author, or `user_id`.
+    pub fn user(&self) -> Option<&str> {
+        fn id_of<'s>(holder: Option<&'s IdOf<'_>>) -> Option<&'s str> {
+            holder.and_then(|h| h.id.as_deref())
+        }
+        id_of(self.user.as_ref())
+            .or_else(|| id_of(self.member.as_ref().and_then(|m| m.user.as_ref())))
+            .or_else(|| id_of(self.author.as_ref()))
+            .or(self.user_id.as_deref())
+    }
+
+    /// Lifts the ids the seed's payload carries at the top level, for dispatch `dispatch`.
+    pub fn lift(&self, dispatch: &str) -> LiftedIds {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        let guild_id = match dispatch {
+            // GUILD_CREATE, GUILD_UPDATE and GUILD_DELETE carry the guild itself.
+            "GUILD_CREATE" | "GUILD_DELETE" | "GUILD_UPDATE" => self.id.as_deref(),
+            _ => self.guild_id.as_deref(),
+        };
+        let channel_id = self.channel_id.as_deref().or(match dispatch {
+            d if d.starts_with("CHANNEL_") || d.starts_with("THREAD_") => self.id.as_deref(),
+            _ => None,
+        });
+        LiftedIds {
+            guild_id: owned(guild_id),
+            channel_id: owned(channel_id),
+            user_id: owned(self.user()),
+        }
+    }
+}
+
 impl GatewayEvent {
     /// Builds the event for dispatch `dispatch` with payload `data`, lifting the ids the seed's
     /// payload carries at the top level. `event_id` is chosen by the caller (the gateway derives it
@@ -85,28 +161,17 @@ impl GatewayEvent {
         timestamp: u64,
         data: serde_json::Value,
     ) -> Self {
-        let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
-        let guild_id = match dispatch {
-            // GUILD_CREATE and GUILD_DELETE carry the guild itself.
-            "GUILD_CREATE" | "GUILD_DELETE" | "GUILD_UPDATE" => text(&data["id"]),
-            _ => text(&data["guild_id"]),
-        };
-        let user_id = text(&data["user"]["id"])
-            .or_else(|| text(&data["member"]["user"]["id"]))
-            .or_else(|| text(&data["author"]["id"]))
-            .or_else(|| text(&data["user_id"]));
-        let channel_id = text(&data["channel_id"]).or_else(|| match dispatch {
-            d if d.starts_with("CHANNEL_") || d.starts_with("THREAD_") => text(&data["id"]),
-            _ => None,
-        });
+        let ids = PayloadIds::deserialize(&data)
+            .unwrap_or_default()
+            .lift(dispatch);
         GatewayEvent {
             event_id,
             event_type: event_type_for(dispatch),
             shard_id,
             timestamp,
-            guild_id,
-            channel_id,
-            user_id,
+            guild_id: ids.guild_id,
+            channel_id: ids.channel_id,
+            user_id: ids.user_id,
             data,
         }
     }
@@ -114,6 +179,43 @@ impl GatewayEvent {
     /// The subject this event is published on.
     pub fn subject(&self, prefix: Option<&str>) -> String {
         subject_for(prefix, &self.event_type)
+    }
+}
+
+/// The same event as [`GatewayEvent`], serialised identically, but carrying Discord's payload as
+/// the raw JSON it arrived in: the gateway's hot path neither parses nor rebuilds `d`.
+#[derive(Debug, Serialize)]
+pub struct GatewayEventRef<'a> {
+    pub event_id: &'a str,
+    pub event_type: String,
+    pub shard_id: u64,
+    pub timestamp: u64,
+    pub guild_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub user_id: Option<String>,
+    pub data: &'a RawValue,
+}
+
+impl<'a> GatewayEventRef<'a> {
+    pub fn new(
+        event_id: &'a str,
+        dispatch: &str,
+        shard_id: u64,
+        timestamp: u64,
+        ids: &PayloadIds<'_>,
+        data: &'a RawValue,
+    ) -> Self {
+        let lifted = ids.lift(dispatch);
+        GatewayEventRef {
+            event_id,
+            event_type: event_type_for(dispatch),
+            shard_id,
+            timestamp,
+            guild_id: lifted.guild_id,
+            channel_id: lifted.channel_id,
+            user_id: lifted.user_id,
+            data,
+        }
     }
 }
 
@@ -197,6 +299,41 @@ mod tests {
         let guild =
             GatewayEvent::from_dispatch("id".into(), "GUILD_CREATE", 0, 0, json!({"id": "9"}));
         assert_eq!(guild.guild_id.as_deref(), Some("9"));
+    }
+
+    #[test]
+    fn the_raw_form_serialises_exactly_like_the_owned_one() {
+        let payloads = [
+            (
+                "GUILD_MEMBER_ADD",
+                r#"{"guild_id":"1","user":{"id":"2"},"joined_at":"2026-11-23T10:00:00+00:00"}"#,
+            ),
+            (
+                "INTERACTION_CREATE",
+                r#"{"id":"7","guild_id":"1","channel_id":"3","member":{"user":{"id":"4"}}}"#,
+            ),
+            ("GUILD_CREATE", r#"{"id":"9","name":"G\u00e9","roles":[]}"#),
+            (
+                "MESSAGE_CREATE",
+                r#"{"id":"5","channel_id":"6","author":{"id":"8"}}"#,
+            ),
+            ("CHANNEL_UPDATE", r#"{"id":"10","guild_id":"1"}"#),
+            ("TYPING_START", r#"{"user_id":"11","channel_id":"12"}"#),
+        ];
+        for (dispatch, text) in payloads {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let ids: PayloadIds<'_> = serde_json::from_str(raw.get()).unwrap();
+            let by_ref = GatewayEventRef::new("e", dispatch, 2, 3, &ids, &raw);
+            let owned = GatewayEvent::from_dispatch(
+                "e".into(),
+                dispatch,
+                2,
+                3,
+                serde_json::from_str(text).unwrap(),
+            );
+            let by_ref: serde_json::Value = serde_json::to_value(&by_ref).unwrap();
+            assert_eq!(by_ref, serde_json::to_value(&owned).unwrap(), "{dispatch}");
+        }
     }
 
     #[test]

@@ -12,25 +12,24 @@
 //! Not guaranteed: other event types seen by two shard sets at once get two ids (issue #5 hands
 //! shards over so that the sets do not overlap for them).
 
-use serde_json::Value;
+use arrakis_contract::PayloadIds;
 
-/// The id for dispatch `event_type` with payload `data`, received as `seq` on `session_id` by shard
-/// `shard` of `total`.
+/// The id for dispatch `event_type` with payload ids `ids`, received as `seq` on `session_id` by
+/// shard `shard` of `total`.
 pub fn message_id(
     event_type: &str,
-    data: &Value,
+    ids: &PayloadIds<'_>,
     shard: u32,
     total: u32,
     session_id: &str,
     seq: u64,
 ) -> String {
-    let text = |value: &Value| value.as_str().map(str::to_owned);
     let natural = match event_type {
-        "INTERACTION_CREATE" => text(&data["id"]).map(|id| format!("interaction:{id}")),
+        "INTERACTION_CREATE" => ids.id.as_deref().map(|id| format!("interaction:{id}")),
         "GUILD_MEMBER_ADD" => match (
-            text(&data["guild_id"]),
-            text(&data["user"]["id"]),
-            text(&data["joined_at"]),
+            ids.guild_id.as_deref(),
+            ids.user(),
+            ids.joined_at.as_deref(),
         ) {
             (Some(guild), Some(user), Some(joined)) => {
                 Some(format!("member.join:{guild}:{user}:{joined}"))
@@ -45,7 +44,20 @@ pub fn message_id(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
     use serde_json::json;
+
+    fn message_id(
+        event_type: &str,
+        data: &serde_json::Value,
+        shard: u32,
+        total: u32,
+        session: &str,
+        seq: u64,
+    ) -> String {
+        let ids = PayloadIds::deserialize(data).expect("payload ids");
+        super::message_id(event_type, &ids, shard, total, session, seq)
+    }
 
     #[test]
     fn replays_keep_their_id_and_repeats_do_not() {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrakis_contract::GatewayEvent;
+use arrakis_contract::{GatewayEventRef, subject_for};
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -94,30 +94,46 @@ impl Sink {
         }
     }
 
+    /// Serialises `event` for publishing: subject, `Nats-Msg-Id` and payload.
+    pub fn prepare(&self, event: &GatewayEventRef<'_>) -> Prepared {
+        let prefix = match self {
+            Sink::JetStream(sink) => sink.prefix.as_deref(),
+            Sink::LogOnly => None,
+        };
+        Prepared {
+            subject: subject_for(prefix, &event.event_type),
+            msg_id: event.event_id.to_owned(),
+            payload: serde_json::to_vec(event).expect("events serialise").into(),
+            shard: event.shard_id.to_string(),
+        }
+    }
+
     /// Hands `event` to JetStream in its reserved place; its ack is awaited in the background,
     /// then `stored` runs.
     pub fn publish(
         &self,
         reservation: Reservation,
-        event: GatewayEvent,
+        event: Prepared,
         received: Instant,
         stored: impl FnOnce() + Send + 'static,
     ) {
         match self {
             Sink::LogOnly => {
-                tracing::info!(event_type = %event.event_type, shard = event.shard_id, event_id = %event.event_id, "event (log-only mode)");
+                tracing::info!(subject = %event.subject, shard = %event.shard, event_id = %event.msg_id, "event (log-only mode)");
                 stored();
             }
             Sink::JetStream(sink) => {
                 sink.metrics.publish_inflight.inc();
-                let subject = event.subject(sink.prefix.as_deref());
-                let payload = serde_json::to_vec(&event).expect("events serialise");
-                let shard = event.shard_id.to_string();
                 let js = sink.js.clone();
                 let metrics = sink.metrics.clone();
-                let msg_id = event.event_id;
                 tokio::spawn(async move {
-                    deliver(&js, &metrics, &subject, &msg_id, payload.into(), &shard).await;
+                    let Prepared {
+                        subject,
+                        msg_id,
+                        payload,
+                        shard,
+                    } = event;
+                    deliver(&js, &metrics, &subject, &msg_id, payload, &shard).await;
                     metrics
                         .route_duration
                         .with_label_values(&[shard.as_str()])
@@ -133,6 +149,15 @@ impl Sink {
             }
         }
     }
+}
+
+/// An event ready to publish.
+pub struct Prepared {
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: bytes::Bytes,
+    /// The shard id, as the metrics label it is.
+    pub shard: String,
 }
 
 /// Publishes until JetStream acks, retrying with backoff. Never gives up: the in-flight bound

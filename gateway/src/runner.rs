@@ -1,13 +1,15 @@
 //! One task per shard: read Discord, turn dispatches into wire-contract events, publish them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use arrakis_contract::GatewayEvent;
+use arrakis_contract::{GatewayEventRef, PayloadIds};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 use twilight_gateway::queue::Queue;
 use twilight_gateway::{CloseFrame, Message, Shard, ShardState};
@@ -59,13 +61,25 @@ fn fix(code: u16) -> &'static str {
 }
 
 /// The parts of a gateway frame the runner needs.
+/// The parts of a gateway frame the runner needs, borrowed from the text: `d` stays raw JSON.
 #[derive(Deserialize)]
-struct Frame {
+struct Frame<'a> {
     op: u8,
     s: Option<u64>,
-    t: Option<String>,
-    #[serde(default)]
-    d: Value,
+    #[serde(borrow)]
+    t: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    d: Option<&'a RawValue>,
+}
+
+/// What READY tells the runner.
+#[derive(Deserialize)]
+struct Ready<'a> {
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
+    #[serde(borrow)]
+    resume_gateway_url: Cow<'a, str>,
+    guilds: Vec<IgnoredAny>,
 }
 
 fn unix_ms() -> u64 {
@@ -113,19 +127,21 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                 if frame.op != 0 {
                     continue;
                 }
-                let (Some(event_type), Some(seq)) = (frame.t, frame.s) else {
+                let (Some(event_type), Some(seq), Some(data)) = (frame.t, frame.s, frame.d) else {
                     continue;
                 };
                 metrics
                     .events_received
-                    .with_label_values(&[label.as_str(), event_type.as_str()])
+                    .with_label_values(&[label.as_str(), event_type.as_ref()])
                     .inc();
-                match event_type.as_str() {
+                match event_type.as_ref() {
                     "READY" => {
-                        let session_id = frame.d["session_id"].as_str().unwrap_or_default();
-                        let resume_url = frame.d["resume_gateway_url"].as_str().unwrap_or_default();
-                        session.started(session_id, seq, resume_url);
-                        let guilds = frame.d["guilds"].as_array().map_or(0, Vec::len);
+                        let Ok(ready) = serde_json::from_str::<Ready<'_>>(data.get()) else {
+                            tracing::warn!(shard = number, "READY without a session; skipped");
+                            continue;
+                        };
+                        session.started(&ready.session_id, seq, &ready.resume_gateway_url);
+                        let guilds = ready.guilds.len();
                         set_status(&|s| {
                             *s = ShardStatus {
                                 ready: true,
@@ -159,14 +175,17 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                     .session()
                     .map(|s| s.id().to_owned())
                     .unwrap_or_default();
-                let id = message_id(&event_type, &frame.d, number, total, &session_id, seq);
-                let event = GatewayEvent::from_dispatch(
-                    id,
+                let ids: PayloadIds<'_> = serde_json::from_str(data.get()).unwrap_or_default();
+                let id = message_id(&event_type, &ids, number, total, &session_id, seq);
+                let event = GatewayEventRef::new(
+                    &id,
                     &event_type,
                     u64::from(number),
                     unix_ms(),
-                    frame.d,
+                    &ids,
+                    data,
                 );
+                let prepared = sink.prepare(&event);
                 let reservation = match sink.try_reserve() {
                     Some(reservation) => reservation,
                     None => {
@@ -188,7 +207,7 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                 };
                 session.acks.begin(&session_id, seq);
                 let acked = session.clone();
-                sink.publish(reservation, event, received, move || {
+                sink.publish(reservation, prepared, received, move || {
                     acked.acks.done(&session_id, seq)
                 });
             }
