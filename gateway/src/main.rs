@@ -17,6 +17,9 @@ use tokio::sync::watch;
 use twilight_gateway::queue::InMemoryQueue;
 use twilight_gateway::{ConfigBuilder, Session, Shard, ShardId};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How often resume points are saved.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 

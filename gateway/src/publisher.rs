@@ -23,7 +23,8 @@ pub enum Sink {
 }
 
 pub struct JetStreamSink {
-    js: jetstream::Context,
+    // Shared, not cloned per event: a Context clone allocates.
+    js: Arc<jetstream::Context>,
     inflight: Arc<Semaphore>,
     max_inflight: usize,
     prefix: Option<String>,
@@ -38,7 +39,7 @@ impl JetStreamSink {
         metrics: Arc<Metrics>,
     ) -> Self {
         JetStreamSink {
-            js: jetstream::new(client),
+            js: Arc::new(jetstream::new(client)),
             inflight: Arc::new(Semaphore::new(max_inflight)),
             max_inflight,
             prefix,
