@@ -131,22 +131,12 @@ async fn throughput(args: &Args) -> anyhow::Result<()> {
 }
 
 async fn one_run(args: &Args) -> anyhow::Result<Run> {
-    let fake_config = Config {
-        identify_interval: Duration::ZERO,
-        guilds: args.guilds,
-        members_per_guild: 1,
-        ..Config::default()
-    };
-    let env = [
-        ("MAX_CONCURRENCY", args.shards.to_string()),
-        ("IDENTIFY_INTERVAL_MS", "100".to_string()),
-    ];
     let Stack {
         nats,
         mut events,
         fake,
         mut gateways,
-    } = stack(args, fake_config, args.shards, 1, &env).await?;
+    } = pool_stack(args).await?;
     let js = jetstream::new(nats.connect().await?);
     let mut gateway = gateways.pop().context("one gateway")?;
     let pid = gateway.id().context("gateway pid")?;
@@ -237,21 +227,26 @@ async fn stack(
     })
 }
 
+/// One gateway running every shard, with no identify pacing (these scenarios measure steady state).
+async fn pool_stack(args: &Args) -> anyhow::Result<Stack> {
+    let fake_config = Config {
+        identify_interval: Duration::ZERO,
+        guilds: args.guilds,
+        members_per_guild: 1,
+        ..Config::default()
+    };
+    let env = [
+        ("MAX_CONCURRENCY", args.shards.to_string()),
+        ("IDENTIFY_INTERVAL_MS", "100".to_string()),
+    ];
+    stack(args, fake_config, args.shards, 1, &env).await
+}
+
 async fn latency(args: &Args) -> anyhow::Result<()> {
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
     for n in 1..=args.runs {
-        let fake_config = Config {
-            identify_interval: Duration::ZERO,
-            guilds: args.guilds,
-            members_per_guild: 1,
-            ..Config::default()
-        };
-        let env = [
-            ("MAX_CONCURRENCY", args.shards.to_string()),
-            ("IDENTIFY_INTERVAL_MS", "100".to_string()),
-        ];
-        let mut stack = stack(args, fake_config, args.shards, 1, &env).await?;
+        let mut stack = pool_stack(args).await?;
         let guilds = args.guilds as u64;
         await_count(&mut stack.events, guilds).await?;
         let guild_ids: Vec<u64> = stack.fake.guilds().iter().map(|g| g.id).collect();
