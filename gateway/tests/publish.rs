@@ -212,3 +212,16 @@ async fn a_malformed_frame_is_skipped_and_nothing_after_it_is_lost() {
     );
     terminate(gateway).await;
 }
+
+#[tokio::test]
+async fn without_nats_it_runs_in_log_only_mode() {
+    let fake = fake_discord(3, 1).await;
+    let gateway = gateway(&fake, None, "fake-token", 1, "0");
+    await_ready_state(&gateway, "ready in log-only mode", |body| {
+        body["ready"] == true && body["shards_ready"] == 1 && body["guilds_total"] == 3
+    })
+    .await;
+    fake.dispatch(0, "GUILD_MEMBER_ADD", member_add(fake.guilds()[0].id, 1))
+        .expect("dispatched");
+    terminate(gateway).await;
+}
