@@ -18,6 +18,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/control/dispatch", post(dispatch_event))
         .route("/control/fault", post(fault))
         .route("/control/interaction", post(interaction))
+        .route("/control/emit", post(emit))
         .route("/control/truth", get(truth))
 }
 
@@ -94,6 +95,17 @@ struct InjectFault {
 async fn fault(State(shared): State<Arc<Shared>>, Json(body): Json<InjectFault>) -> Response {
     match gateway::inject(&shared, body.shard, body.fault) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// `{"kind": "member_add", "count": 1000, "rate": 500}`; answers when every event is sent.
+async fn emit(
+    State(shared): State<Arc<Shared>>,
+    Json(spec): Json<crate::emit::EmitSpec>,
+) -> Response {
+    match crate::emit::run(&shared, spec).await {
+        Ok(report) => Json(report).into_response(),
         Err(e) => refused(e),
     }
 }

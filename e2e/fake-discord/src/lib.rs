@@ -5,6 +5,7 @@
 //! `/control/`. Start it in-process with [`FakeDiscord::start`] or as the `fake-discord` binary.
 
 mod control;
+pub mod emit;
 mod gateway;
 pub mod model;
 mod rest;
@@ -240,6 +241,11 @@ impl FakeDiscord {
     /// Returns the interaction's id and token.
     pub fn slash_command(&self, guild_id: u64, command: &str) -> anyhow::Result<(u64, String)> {
         slash_command(&self.shared, guild_id, command)
+    }
+
+    /// Sends `spec.count` events of one kind at `spec.rate` per second across the world's guilds.
+    pub async fn emit(&self, spec: emit::EmitSpec) -> anyhow::Result<emit::EmitReport> {
+        emit::run(&self.shared, spec).await
     }
 
     pub fn fault(&self, shard: u32, fault: Fault) -> anyhow::Result<()> {

@@ -228,3 +228,66 @@ async fn disallowed_privileged_intents_close_with_4014() {
         close_code::DISALLOWED_INTENTS
     );
 }
+
+#[tokio::test]
+async fn emitted_streams_arrive_whole_and_never_faster_than_the_rate() {
+    let fake = FakeDiscord::start(fake_config())
+        .await
+        .expect("fake starts");
+    let mut shard = shard(
+        &fake,
+        0,
+        1,
+        "fake-token",
+        Intents::GUILDS | Intents::GUILD_MEMBERS,
+    );
+    let guilds = fake.guilds().len();
+    let mut creates = 0;
+    events_until(&mut shard, |e| {
+        creates += usize::from(matches!(e, Event::GuildCreate(_)));
+        creates == guilds
+    })
+    .await;
+
+    let spec = |kind: &str| {
+        serde_json::from_value(json!({"kind": kind, "count": 100, "rate": 1000})).expect("spec")
+    };
+    let emitter = async {
+        let adds = fake.emit(spec("member_add")).await.expect("emitted");
+        let updates = fake.emit(spec("member_update")).await.expect("emitted");
+        (adds, updates)
+    };
+    let receiver = async {
+        let mut counts = (0, 0);
+        events_until(&mut shard, |e| {
+            match e {
+                Event::MemberAdd(_) => counts.0 += 1,
+                Event::MemberUpdate(_) => counts.1 += 1,
+                _ => {}
+            }
+            counts == (100, 100)
+        })
+        .await;
+        counts
+    };
+    let ((adds, updates), received) = tokio::join!(emitter, receiver);
+    assert_eq!(
+        received,
+        (100, 100),
+        "every emitted event reached twilight, parsed"
+    );
+    assert_eq!((adds.emitted, updates.emitted), (100, 100));
+    // 100 events at 1000/s take at least 99 ms: the pacing never runs ahead.
+    assert!(
+        adds.elapsed_ms >= 99 && updates.elapsed_ms >= 99,
+        "{} ms, {} ms",
+        adds.elapsed_ms,
+        updates.elapsed_ms
+    );
+    let truth = fake.truth();
+    let count = |t: &str| truth.events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(
+        (count("GUILD_MEMBER_ADD"), count("GUILD_MEMBER_UPDATE")),
+        (100, 100)
+    );
+}
