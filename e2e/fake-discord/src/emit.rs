@@ -98,7 +98,7 @@ fn emit_one(shared: &Shared, kind: &EmitKind, guild: &model::Guild, n: u64) -> a
             // Alternate a role on and off, so identical payloads legitimately repeat.
             let mut updated = existing()?.clone();
             let role = guild.roles[(n as usize / guild.members.len().max(1)) % guild.roles.len()];
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 updated.roles.push(role);
             } else {
                 updated.roles.retain(|r| *r != role);

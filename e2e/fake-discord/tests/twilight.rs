@@ -60,6 +60,28 @@ async fn events_until(
     seen
 }
 
+/// A fake and one shard (0 of 1) that has received READY and every GUILD_CREATE.
+async fn started_with_all_guilds() -> (FakeDiscord, Shard<InMemoryQueue>) {
+    let fake = FakeDiscord::start(fake_config())
+        .await
+        .expect("fake starts");
+    let mut shard = shard(
+        &fake,
+        0,
+        1,
+        "fake-token",
+        Intents::GUILDS | Intents::GUILD_MEMBERS,
+    );
+    let guilds = fake.guilds().len();
+    let mut creates = 0;
+    events_until(&mut shard, |e| {
+        creates += usize::from(matches!(e, Event::GuildCreate(_)));
+        creates == guilds
+    })
+    .await;
+    (fake, shard)
+}
+
 fn member_add(guild: u64, user: u64) -> serde_json::Value {
     json!({
         "guild_id": guild.to_string(),
@@ -129,23 +151,7 @@ async fn identify_ready_and_guild_creates_parse_in_twilight() {
 
 #[tokio::test]
 async fn reconnect_and_dropped_connections_resume_without_gaps() {
-    let fake = FakeDiscord::start(fake_config())
-        .await
-        .expect("fake starts");
-    let mut shard = shard(
-        &fake,
-        0,
-        1,
-        "fake-token",
-        Intents::GUILDS | Intents::GUILD_MEMBERS,
-    );
-    let guilds = fake.guilds().len();
-    let mut creates = 0;
-    events_until(&mut shard, |e| {
-        creates += usize::from(matches!(e, Event::GuildCreate(_)));
-        creates == guilds
-    })
-    .await;
+    let (fake, mut shard) = started_with_all_guilds().await;
     let guild = fake.guilds()[0].id;
 
     // op 7: twilight must resume, and the fake replays nothing it already had.
@@ -231,23 +237,7 @@ async fn disallowed_privileged_intents_close_with_4014() {
 
 #[tokio::test]
 async fn emitted_streams_arrive_whole_and_never_faster_than_the_rate() {
-    let fake = FakeDiscord::start(fake_config())
-        .await
-        .expect("fake starts");
-    let mut shard = shard(
-        &fake,
-        0,
-        1,
-        "fake-token",
-        Intents::GUILDS | Intents::GUILD_MEMBERS,
-    );
-    let guilds = fake.guilds().len();
-    let mut creates = 0;
-    events_until(&mut shard, |e| {
-        creates += usize::from(matches!(e, Event::GuildCreate(_)));
-        creates == guilds
-    })
-    .await;
+    let (fake, mut shard) = started_with_all_guilds().await;
 
     let spec = |kind: &str| {
         serde_json::from_value(json!({"kind": kind, "count": 100, "rate": 1000})).expect("spec")
