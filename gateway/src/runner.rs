@@ -99,11 +99,14 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ShardError> {
     let id = shard.id();
-    let (number, total) = (id.number(), id.total());
-    let label = number.to_string();
-    let set_status = |update: &dyn Fn(&mut ShardStatus)| {
-        let mut statuses = statuses.lock().unwrap_or_else(|p| p.into_inner());
-        update(statuses.entry(number).or_default());
+    let runner = Runner {
+        number: id.number(),
+        total: id.total(),
+        label: id.number().to_string(),
+        sink,
+        metrics,
+        statuses,
+        session,
     };
     let mut closing = false;
     loop {
@@ -118,105 +121,13 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
         };
         let Some(message) = message else { break };
         match message {
-            Ok(Message::Text(text)) => {
-                let received = Instant::now();
-                let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
-                    tracing::warn!(shard = number, "malformed gateway frame skipped");
-                    continue;
-                };
-                if frame.op != 0 {
-                    continue;
-                }
-                let (Some(event_type), Some(seq), Some(data)) = (frame.t, frame.s, frame.d) else {
-                    continue;
-                };
-                metrics
-                    .events_received
-                    .with_label_values(&[label.as_str(), event_type.as_ref()])
-                    .inc();
-                match event_type.as_ref() {
-                    "READY" => {
-                        let Ok(ready) = serde_json::from_str::<Ready<'_>>(data.get()) else {
-                            tracing::warn!(shard = number, "READY without a session; skipped");
-                            continue;
-                        };
-                        session.started(&ready.session_id, seq, &ready.resume_gateway_url);
-                        let guilds = ready.guilds.len();
-                        set_status(&|s| {
-                            *s = ShardStatus {
-                                ready: true,
-                                guilds,
-                            }
-                        });
-                        metrics
-                            .guilds
-                            .with_label_values(&[label.as_str()])
-                            .set(guilds as i64);
-                        metrics
-                            .sessions
-                            .with_label_values(&[label.as_str(), "identify"])
-                            .inc();
-                        tracing::info!(shard = number, guilds, "session ready");
-                        continue;
-                    }
-                    "RESUMED" => {
-                        session.acks.seen(seq);
-                        set_status(&|s| s.ready = true);
-                        metrics
-                            .sessions
-                            .with_label_values(&[label.as_str(), "resume"])
-                            .inc();
-                        tracing::info!(shard = number, "session resumed");
-                        continue;
-                    }
-                    _ => {}
-                }
-                let session_id = shard
-                    .session()
-                    .map(|s| s.id().to_owned())
-                    .unwrap_or_default();
-                let ids: PayloadIds<'_> = serde_json::from_str(data.get()).unwrap_or_default();
-                let id = message_id(&event_type, &ids, number, total, &session_id, seq);
-                let event = GatewayEventRef::new(
-                    &id,
-                    &event_type,
-                    u64::from(number),
-                    unix_ms(),
-                    &ids,
-                    data,
-                );
-                let prepared = sink.prepare(&event);
-                let reservation = match sink.try_reserve() {
-                    Some(reservation) => reservation,
-                    None => {
-                        // The buffer is full: stop taking events from Discord rather than growing
-                        // without bound. A resumable close makes Discord keep the rest for us; twilight
-                        // resumes from this event's seq once we poll again, after there is room.
-                        tracing::warn!(
-                            shard = number,
-                            "publish buffer full; closing the session resumably until NATS catches up"
-                        );
-                        set_status(&|s| s.ready = false);
-                        metrics
-                            .buffer_full_closes
-                            .with_label_values(&[label.as_str()])
-                            .inc();
-                        shard.close(CloseFrame::RESUME);
-                        sink.reserve().await
-                    }
-                };
-                session.acks.begin(&session_id, seq);
-                let acked = session.clone();
-                sink.publish(reservation, prepared, received, move || {
-                    acked.acks.done(&session_id, seq)
-                });
-            }
+            Ok(Message::Text(text)) => runner.on_text(&mut shard, &text).await,
             Ok(Message::Close(frame)) => {
-                set_status(&|s| s.ready = false);
+                runner.set_ready(false);
                 if shard.state() == ShardState::FatallyClosed {
                     let code = frame.map(|f| f.code).unwrap_or_default();
                     return Err(ShardError::Fatal {
-                        shard: number,
+                        shard: runner.number,
                         code,
                     });
                 }
@@ -225,10 +136,144 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
                 }
             }
             Err(error) => {
-                tracing::warn!(shard = number, %error, "gateway receive error; twilight reconnects");
+                tracing::warn!(shard = runner.number, %error, "gateway receive error; twilight reconnects");
             }
         }
     }
-    set_status(&|s| s.ready = false);
+    runner.set_ready(false);
     Ok(())
+}
+
+/// What one shard's loop needs to turn frames into published events.
+struct Runner {
+    number: u32,
+    total: u32,
+    label: String,
+    sink: Arc<Sink>,
+    metrics: Arc<Metrics>,
+    statuses: Statuses,
+    session: Arc<ShardSession>,
+}
+
+impl Runner {
+    fn update_status(&self, update: impl FnOnce(&mut ShardStatus)) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        update(statuses.entry(self.number).or_default());
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.update_status(|s| s.ready = ready);
+    }
+
+    async fn on_text<Q: Queue + Send + Sync + Unpin + 'static>(
+        &self,
+        shard: &mut Shard<Q>,
+        text: &str,
+    ) {
+        let received = Instant::now();
+        let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else {
+            tracing::warn!(shard = self.number, "malformed gateway frame skipped");
+            return;
+        };
+        let (0, Some(event_type), Some(seq), Some(data)) = (frame.op, frame.t, frame.s, frame.d)
+        else {
+            return;
+        };
+        self.metrics
+            .events_received
+            .with_label_values(&[self.label.as_str(), event_type.as_ref()])
+            .inc();
+        match event_type.as_ref() {
+            "READY" => self.on_ready(seq, data),
+            "RESUMED" => self.on_resumed(seq),
+            _ => {
+                self.on_dispatch(shard, &event_type, seq, data, received)
+                    .await
+            }
+        }
+    }
+
+    fn on_ready(&self, seq: u64, data: &RawValue) {
+        let Ok(ready) = serde_json::from_str::<Ready<'_>>(data.get()) else {
+            tracing::warn!(shard = self.number, "READY without a session; skipped");
+            return;
+        };
+        self.session
+            .started(&ready.session_id, seq, &ready.resume_gateway_url);
+        let guilds = ready.guilds.len();
+        self.update_status(|s| {
+            *s = ShardStatus {
+                ready: true,
+                guilds,
+            }
+        });
+        self.metrics
+            .guilds
+            .with_label_values(&[self.label.as_str()])
+            .set(guilds as i64);
+        self.metrics
+            .sessions
+            .with_label_values(&[self.label.as_str(), "identify"])
+            .inc();
+        tracing::info!(shard = self.number, guilds, "session ready");
+    }
+
+    fn on_resumed(&self, seq: u64) {
+        self.session.acks.seen(seq);
+        self.set_ready(true);
+        self.metrics
+            .sessions
+            .with_label_values(&[self.label.as_str(), "resume"])
+            .inc();
+        tracing::info!(shard = self.number, "session resumed");
+    }
+
+    async fn on_dispatch<Q: Queue + Send + Sync + Unpin + 'static>(
+        &self,
+        shard: &mut Shard<Q>,
+        event_type: &str,
+        seq: u64,
+        data: &RawValue,
+        received: Instant,
+    ) {
+        let session_id = shard
+            .session()
+            .map(|s| s.id().to_owned())
+            .unwrap_or_default();
+        let ids: PayloadIds<'_> = serde_json::from_str(data.get()).unwrap_or_default();
+        let id = message_id(event_type, &ids, self.number, self.total, &session_id, seq);
+        let event = GatewayEventRef::new(
+            &id,
+            event_type,
+            u64::from(self.number),
+            unix_ms(),
+            &ids,
+            data,
+        );
+        let prepared = self.sink.prepare(&event);
+        let reservation = match self.sink.try_reserve() {
+            Some(reservation) => reservation,
+            None => {
+                // The buffer is full: stop taking events from Discord rather than growing without
+                // bound. A resumable close makes Discord keep the rest for us; twilight resumes from
+                // this event's seq once we poll again, after there is room.
+                tracing::warn!(
+                    shard = self.number,
+                    "publish buffer full; closing the session resumably until NATS catches up"
+                );
+                self.set_ready(false);
+                self.metrics
+                    .buffer_full_closes
+                    .with_label_values(&[self.label.as_str()])
+                    .inc();
+                shard.close(CloseFrame::RESUME);
+                self.sink.reserve().await
+            }
+        };
+        self.session.acks.begin(&session_id, seq);
+        let acked = self.session.clone();
+        self.sink.publish(reservation, prepared, received, move || {
+            acked.acks.done(&session_id, seq)
+        });
+    }
 }
