@@ -1,8 +1,8 @@
 //! Prometheus metrics, with the seed's names (S-4.5) plus what operators need.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -120,6 +120,24 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding");
         String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+/// The per-shard series of the publish path, resolved once instead of per event.
+#[derive(Clone)]
+pub struct ShardMetrics {
+    pub routed: IntCounter,
+    pub failures: IntCounter,
+    pub route_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn for_shard(&self, shard: &str) -> ShardMetrics {
+        ShardMetrics {
+            routed: self.events_routed.with_label_values(&[shard]),
+            failures: self.route_failures.with_label_values(&[shard]),
+            route_duration: self.route_duration.with_label_values(&[shard]),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use arrakis_contract::{GatewayEventRef, subject_for};
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ShardMetrics};
 
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -96,7 +96,7 @@ impl Sink {
     }
 
     /// Serialises `event` for publishing: subject, `Nats-Msg-Id` and payload.
-    pub fn prepare(&self, event: &GatewayEventRef<'_>) -> Prepared {
+    pub fn prepare(&self, event: &GatewayEventRef<'_>, shard_metrics: &ShardMetrics) -> Prepared {
         let prefix = match self {
             Sink::JetStream(sink) => sink.prefix.as_deref(),
             Sink::LogOnly => None,
@@ -105,7 +105,8 @@ impl Sink {
             subject: subject_for(prefix, &event.event_type),
             msg_id: event.event_id.to_owned(),
             payload: serde_json::to_vec(event).expect("events serialise").into(),
-            shard: event.shard_id.to_string(),
+            shard: event.shard_id,
+            metrics: shard_metrics.clone(),
         }
     }
 
@@ -128,21 +129,12 @@ impl Sink {
                 let js = sink.js.clone();
                 let metrics = sink.metrics.clone();
                 tokio::spawn(async move {
-                    let Prepared {
-                        subject,
-                        msg_id,
-                        payload,
-                        shard,
-                    } = event;
-                    deliver(&js, &metrics, &subject, &msg_id, payload, &shard).await;
-                    metrics
+                    deliver(&js, &metrics, &event).await;
+                    event
+                        .metrics
                         .route_duration
-                        .with_label_values(&[shard.as_str()])
                         .observe(received.elapsed().as_secs_f64());
-                    metrics
-                        .events_routed
-                        .with_label_values(&[shard.as_str()])
-                        .inc();
+                    event.metrics.routed.inc();
                     metrics.publish_inflight.dec();
                     stored();
                     drop(reservation);
@@ -157,27 +149,26 @@ pub struct Prepared {
     pub subject: String,
     pub msg_id: String,
     pub payload: bytes::Bytes,
-    /// The shard id, as the metrics label it is.
-    pub shard: String,
+    pub shard: u64,
+    pub metrics: ShardMetrics,
 }
 
 /// Publishes until JetStream acks, retrying with backoff. Never gives up: the in-flight bound
 /// turns a long outage into backpressure on the shards instead of loss.
-async fn deliver(
-    js: &jetstream::Context,
-    metrics: &Metrics,
-    subject: &str,
-    msg_id: &str,
-    payload: bytes::Bytes,
-    shard: &str,
-) {
+async fn deliver(js: &jetstream::Context, metrics: &Metrics, event: &Prepared) {
+    let Prepared {
+        subject,
+        msg_id,
+        payload,
+        ..
+    } = event;
     let mut backoff = Duration::from_millis(50);
     loop {
         let started = Instant::now();
         let publish = PublishMessage::build()
             .payload(payload.clone())
             .message_id(msg_id);
-        let outcome = match js.send_publish(subject.to_owned(), publish).await {
+        let outcome = match js.send_publish(subject.clone(), publish).await {
             Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -189,7 +180,7 @@ async fn deliver(
                 return;
             }
             Err(error) => {
-                metrics.route_failures.with_label_values(&[shard]).inc();
+                event.metrics.failures.inc();
                 tracing::warn!(%subject, %msg_id, %error, "publish failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);

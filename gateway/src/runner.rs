@@ -15,7 +15,7 @@ use twilight_gateway::queue::Queue;
 use twilight_gateway::{CloseFrame, Message, Shard, ShardState};
 
 use crate::event_id::message_id;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ShardMetrics};
 use crate::publisher::Sink;
 use crate::sessions::ShardSession;
 
@@ -99,10 +99,12 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ShardError> {
     let id = shard.id();
+    let label = id.number().to_string();
     let runner = Runner {
         number: id.number(),
         total: id.total(),
-        label: id.number().to_string(),
+        shard_metrics: metrics.for_shard(&label),
+        label,
         sink,
         metrics,
         statuses,
@@ -149,6 +151,7 @@ struct Runner {
     number: u32,
     total: u32,
     label: String,
+    shard_metrics: ShardMetrics,
     sink: Arc<Sink>,
     metrics: Arc<Metrics>,
     statuses: Statuses,
@@ -250,7 +253,7 @@ impl Runner {
             &ids,
             data,
         );
-        let prepared = self.sink.prepare(&event);
+        let prepared = self.sink.prepare(&event, &self.shard_metrics);
         let reservation = match self.sink.try_reserve() {
             Some(reservation) => reservation,
             None => {
