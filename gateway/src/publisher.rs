@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrakis_contract::{GatewayEventRef, subject_for};
-use async_nats::jetstream::{self, message::PublishMessage};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::metrics::{Metrics, ShardMetrics};
 
@@ -29,6 +31,8 @@ pub struct JetStreamSink {
     max_inflight: usize,
     prefix: Option<String>,
     metrics: Arc<Metrics>,
+    /// To the task that awaits every ack (one task for all events, not one per event).
+    acks: mpsc::UnboundedSender<(PublishAckFuture, InFlight)>,
 }
 
 impl JetStreamSink {
@@ -38,12 +42,16 @@ impl JetStreamSink {
         prefix: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let js = Arc::new(jetstream::new(client));
+        let (acks, pending) = mpsc::unbounded_channel();
+        tokio::spawn(await_acks(js.clone(), metrics.clone(), pending));
         JetStreamSink {
-            js: Arc::new(jetstream::new(client)),
+            js,
             inflight: Arc::new(Semaphore::new(max_inflight)),
             max_inflight,
             prefix,
             metrics,
+            acks,
         }
     }
 
@@ -112,7 +120,7 @@ impl Sink {
 
     /// Hands `event` to JetStream in its reserved place; its ack is awaited in the background,
     /// then `stored` runs.
-    pub fn publish(
+    pub async fn publish(
         &self,
         reservation: Reservation,
         event: Prepared,
@@ -121,25 +129,124 @@ impl Sink {
     ) {
         match self {
             Sink::LogOnly => {
-                tracing::info!(subject = %event.subject, shard = %event.shard, event_id = %event.msg_id, "event (log-only mode)");
+                tracing::info!(subject = %event.subject, shard = event.shard, event_id = %event.msg_id, "event (log-only mode)");
                 stored();
             }
             Sink::JetStream(sink) => {
                 sink.metrics.publish_inflight.inc();
-                let js = sink.js.clone();
-                let metrics = sink.metrics.clone();
-                tokio::spawn(async move {
-                    deliver(&js, &metrics, &event).await;
-                    event
-                        .metrics
-                        .route_duration
-                        .observe(received.elapsed().as_secs_f64());
-                    event.metrics.routed.inc();
-                    metrics.publish_inflight.dec();
-                    stored();
-                    drop(reservation);
-                });
+                let flight = InFlight {
+                    event,
+                    received,
+                    sent: Instant::now(),
+                    reservation,
+                    stored: Box::new(stored),
+                };
+                match send(&sink.js, &flight.event).await {
+                    Ok(ack) => {
+                        // The ack task lives as long as the sink, so the channel is open.
+                        let _ = sink.acks.send((ack, flight));
+                    }
+                    Err(error) => {
+                        tokio::spawn(retry(sink.js.clone(), sink.metrics.clone(), flight, error));
+                    }
+                }
             }
+        }
+    }
+}
+
+/// An event between its publish and its ack.
+pub struct InFlight {
+    event: Prepared,
+    received: Instant,
+    sent: Instant,
+    reservation: Reservation,
+    stored: Box<dyn FnOnce() + Send>,
+}
+
+async fn send(js: &jetstream::Context, event: &Prepared) -> Result<PublishAckFuture, String> {
+    let message = PublishMessage::build()
+        .payload(event.payload.clone())
+        .message_id(&event.msg_id);
+    js.send_publish(event.subject.clone(), message)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Awaits every ack as it comes; a failed one is retried in a task of its own.
+async fn await_acks(
+    js: Arc<jetstream::Context>,
+    metrics: Arc<Metrics>,
+    mut pending: mpsc::UnboundedReceiver<(PublishAckFuture, InFlight)>,
+) {
+    let mut waiting = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            job = pending.recv() => match job {
+                Some((ack, flight)) => waiting.push(async move { (ack.await.map_err(|e| e.to_string()), flight) }),
+                None => break,
+            },
+            Some((outcome, flight)) = waiting.next(), if !waiting.is_empty() => match outcome {
+                Ok(_) => finish(&metrics, flight),
+                Err(error) => {
+                    tokio::spawn(retry(js.clone(), metrics.clone(), flight, error));
+                }
+            },
+        }
+    }
+    while let Some((outcome, flight)) = waiting.next().await {
+        match outcome {
+            Ok(_) => finish(&metrics, flight),
+            Err(error) => {
+                tokio::spawn(retry(js.clone(), metrics.clone(), flight, error));
+            }
+        }
+    }
+}
+
+fn finish(metrics: &Metrics, flight: InFlight) {
+    let InFlight {
+        event,
+        received,
+        sent,
+        reservation,
+        stored,
+    } = flight;
+    metrics
+        .publish_ack_latency
+        .observe(sent.elapsed().as_secs_f64());
+    event
+        .metrics
+        .route_duration
+        .observe(received.elapsed().as_secs_f64());
+    event.metrics.routed.inc();
+    metrics.publish_inflight.dec();
+    stored();
+    drop(reservation);
+}
+
+/// Publishes again until JetStream acks, with backoff. Never gives up: the in-flight bound turns a
+/// long outage into backpressure on the shards instead of loss.
+async fn retry(
+    js: Arc<jetstream::Context>,
+    metrics: Arc<Metrics>,
+    mut flight: InFlight,
+    mut error: String,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        flight.event.metrics.failures.inc();
+        tracing::warn!(subject = %flight.event.subject, msg_id = %flight.event.msg_id, %error, "publish failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+        flight.sent = Instant::now();
+        let outcome = match send(&js, &flight.event).await {
+            Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => return finish(&metrics, flight),
+            Err(next) => error = next,
         }
     }
 }
@@ -151,40 +258,4 @@ pub struct Prepared {
     pub payload: bytes::Bytes,
     pub shard: u64,
     pub metrics: ShardMetrics,
-}
-
-/// Publishes until JetStream acks, retrying with backoff. Never gives up: the in-flight bound
-/// turns a long outage into backpressure on the shards instead of loss.
-async fn deliver(js: &jetstream::Context, metrics: &Metrics, event: &Prepared) {
-    let Prepared {
-        subject,
-        msg_id,
-        payload,
-        ..
-    } = event;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let started = Instant::now();
-        let publish = PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(msg_id);
-        let outcome = match js.send_publish(subject.clone(), publish).await {
-            Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match outcome {
-            Ok(()) => {
-                metrics
-                    .publish_ack_latency
-                    .observe(started.elapsed().as_secs_f64());
-                return;
-            }
-            Err(error) => {
-                event.metrics.failures.inc();
-                tracing::warn!(%subject, %msg_id, %error, "publish failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            }
-        }
-    }
 }

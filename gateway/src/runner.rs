@@ -275,8 +275,10 @@ impl Runner {
         };
         self.session.acks.begin(&session_id, seq);
         let acked = self.session.clone();
-        self.sink.publish(reservation, prepared, received, move || {
-            acked.acks.done(&session_id, seq)
-        });
+        self.sink
+            .publish(reservation, prepared, received, move || {
+                acked.acks.done(&session_id, seq)
+            })
+            .await;
     }
 }
