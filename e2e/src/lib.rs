@@ -7,5 +7,6 @@
 pub mod cluster;
 pub mod http;
 pub mod nats;
+pub mod net;
 pub mod objects;
 pub mod wait;

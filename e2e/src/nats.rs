@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use async_nats::jetstream::stream;
 use tempfile::TempDir;
 
 use crate::wait::poll_until;
@@ -153,4 +154,14 @@ fn read_client_url(ports_file: &Path) -> Option<String> {
     let text = std::fs::read_to_string(ports_file).ok()?;
     let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
     ports["nats"][0].as_str().map(str::to_owned)
+}
+
+/// A stream capturing `subject`, with JetStream's defaults otherwise: what tests and benchmarks need.
+pub fn stream_config(name: &str, subject: &str, storage: stream::StorageType) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        storage,
+        ..Default::default()
+    }
 }

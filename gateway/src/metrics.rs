@@ -1,5 +1,6 @@
 //! Prometheus metrics, with the seed's names (S-4.5) plus what operators need.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -24,52 +25,36 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
+            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
+            registered(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
         };
-        let gauge = |name: &str, help: &str| {
-            let metric = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
-        };
+        let gauge = |name: &str, help: &str| registered(&registry, IntGauge::new(name, help));
         let latency_buckets = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
         ];
-        let route_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_event_route_duration_seconds",
-                "From receiving an event to its JetStream ack",
-            )
-            .buckets(latency_buckets.clone()),
-            &["shard_id"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(route_duration.clone()))
-            .expect("registered once");
-        let publish_ack_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "gateway_publish_ack_seconds",
-                "From publishing to the JetStream ack",
-            )
-            .buckets(latency_buckets),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(publish_ack_latency.clone()))
-            .expect("registered once");
+        let route_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "gateway_event_route_duration_seconds",
+                    "From receiving an event to its JetStream ack",
+                )
+                .buckets(latency_buckets.clone()),
+                &["shard_id"],
+            ),
+        );
+        let publish_ack_latency = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "gateway_publish_ack_seconds",
+                    "From publishing to the JetStream ack",
+                )
+                .buckets(latency_buckets),
+            ),
+        );
         Metrics {
             events_received: counter(
                 "gateway_events_received_total",
@@ -121,6 +106,19 @@ impl Metrics {
             .expect("text encoding");
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
+}
+
+/// Registers a freshly built metric and hands it back. Names and labels are constants, so a
+/// failure here is a programming error.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
 }
 
 /// The per-shard series of the publish path, resolved once instead of per event.

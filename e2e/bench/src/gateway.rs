@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use arrakis_contract::GatewayEvent;
-use arrakis_e2e::nats::NatsServer;
+use arrakis_e2e::nats::{NatsServer, stream_config};
 use arrakis_e2e::wait;
 use arrakis_fake_discord::{Config, FakeDiscord};
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -189,12 +189,11 @@ async fn stack(
     let nats = NatsServer::start().await?;
     let js = jetstream::new(nats.connect().await?);
     let events = js
-        .create_stream(stream::Config {
-            name: "EVENTS".into(),
-            subjects: vec!["events.>".into()],
-            storage: stream::StorageType::Memory,
-            ..Default::default()
-        })
+        .create_stream(stream_config(
+            "EVENTS",
+            "events.>",
+            stream::StorageType::Memory,
+        ))
         .await?;
     let fake = FakeDiscord::start(fake_config).await?;
     let per_process = shards.div_ceil(processes);
@@ -209,7 +208,7 @@ async fn stack(
             .env("SHARD_RANGE", format!("{first}-{last}"))
             .env("NATS_URL", nats.url())
             .env("DISCORD_GATEWAY_URL", fake.gateway_url())
-            .env("HTTP_PORT", free_port()?.to_string())
+            .env("HTTP_PORT", arrakis_e2e::net::free_port()?.to_string())
             .env("LOG_LEVEL", "error")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
@@ -391,12 +390,11 @@ fn member_join(guild: u64, n: u64) -> serde_json::Value {
 /// The same payloads, published straight to JetStream with pipelined acks.
 async fn baseline(js: &jetstream::Context, count: u64, guilds: &[u64]) -> anyhow::Result<f64> {
     let mut stream = js
-        .create_stream(stream::Config {
-            name: "BASELINE".into(),
-            subjects: vec!["baseline.>".into()],
-            storage: stream::StorageType::Memory,
-            ..Default::default()
-        })
+        .create_stream(stream_config(
+            "BASELINE",
+            "baseline.>",
+            stream::StorageType::Memory,
+        ))
         .await?;
     const WINDOW: usize = 1000;
     let started = Instant::now();
@@ -464,10 +462,4 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("no VmRSS in /proc/PID/status")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -64,10 +64,7 @@ pub fn gateway_with(
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    arrakis_e2e::net::free_port().expect("free port")
 }
 
 pub async fn streams(
@@ -75,12 +72,7 @@ pub async fn streams(
     storage: stream::StorageType,
 ) -> (stream::Stream, stream::Stream) {
     let js = jetstream::new(nats.connect().await.expect("connect"));
-    let make = |name: &str, subject: &str| stream::Config {
-        name: name.into(),
-        subjects: vec![subject.into()],
-        storage,
-        ..Default::default()
-    };
+    let make = |name: &str, subject: &str| arrakis_e2e::nats::stream_config(name, subject, storage);
     let events = js
         .create_stream(make("EVENTS", "events.>"))
         .await
