@@ -6,7 +6,10 @@ SHELL := bash
 # Build outputs live outside the checkout so a fresh clone on a warm machine starts in seconds.
 ARRAKIS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/arrakis
 export ARRAKIS_CACHE
-export CARGO_TARGET_DIR ?= $(ARRAKIS_CACHE)/target
+# One target directory per checkout: cargo records source paths relative to each package, so two
+# checkouts sharing a target directory can run each other's stale binaries.
+CHECKOUT_KEY := $(shell printf '%s' '$(CURDIR)' | sha256sum | cut -c1-12)
+export CARGO_TARGET_DIR ?= $(ARRAKIS_CACHE)/target/$(CHECKOUT_KEY)
 CARGO ?= cargo
 
 .PHONY: help test lint unit crds crds-check e2e bench demo demo-down tools cluster-up cluster-down nats-up nats-down

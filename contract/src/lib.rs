@@ -15,6 +15,8 @@
 //!
 //! A configured prefix `p` puts every subject under `p.` (`p.commands.interaction`).
 
+pub mod assignment;
+
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};

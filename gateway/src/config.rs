@@ -17,9 +17,18 @@ pub struct Args {
     #[arg(long, env = "DISCORD_TOKEN", hide_env_values = true)]
     pub token: String,
 
-    /// Total shards of the bot.
+    /// Total shards of the bot. Not used with --live-assignment, whose assignment names the total.
     #[arg(long, env = "TOTAL_SHARDS")]
-    pub total_shards: u32,
+    pub total_shards: Option<u32>,
+
+    /// Run the shards the live assignment in NATS KV gives this member, and follow its changes
+    /// (the operator rebalances this way). Needs NATS_URL and POD_NAME.
+    #[arg(long, env = "LIVE_ASSIGNMENT", default_value_t = false)]
+    pub live_assignment: bool,
+
+    /// This member's name in the live assignment: the pod's name.
+    #[arg(long, env = "POD_NAME")]
+    pub member: Option<String>,
 
     /// Shards this process runs, inclusive: `0-24` or `7`. Overrides ordinal/replicas.
     #[arg(long, env = "SHARD_RANGE")]
@@ -82,6 +91,16 @@ pub struct Args {
 pub enum ConfigError {
     #[error("TOTAL_SHARDS must be at least 1")]
     NoShards,
+    #[error("set TOTAL_SHARDS, or LIVE_ASSIGNMENT=true to take shards from the live assignment")]
+    NoTotal,
+    #[error("LIVE_ASSIGNMENT needs NATS_URL: the assignment and the shard leases live in NATS KV")]
+    LiveWithoutNats,
+    #[error(
+        "LIVE_ASSIGNMENT needs POD_NAME, this member's name in the assignment (the downward API's metadata.name)"
+    )]
+    NoMember,
+    #[error("POD_NAME {0:?} must be a Kubernetes name: lowercase letters, digits, '-' and '.'")]
+    BadMember(String),
     #[error("SHARD_RANGE {0:?} is not `FIRST-LAST` or a single shard id")]
     BadRange(String),
     #[error("SHARD_RANGE {range} does not fit in TOTAL_SHARDS {total}: use ids from 0 to {}", total - 1)]
@@ -129,10 +148,19 @@ impl fmt::Display for Assignment {
     }
 }
 
+/// Where a process gets its shards from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardSource {
+    /// Fixed for the life of the process.
+    Static(Assignment),
+    /// Whatever the live assignment in NATS KV gives `member`, changing while it runs.
+    Live { member: String },
+}
+
 /// Validated settings.
 pub struct Settings {
     pub token: String,
-    pub assignment: Assignment,
+    pub source: ShardSource,
     pub intents: Intents,
     pub max_concurrency: u16,
     pub identify_interval: std::time::Duration,
@@ -155,16 +183,34 @@ impl Args {
         }
         Ok(Settings {
             token: self.token.clone(),
-            assignment: assignment(
-                self.total_shards,
-                self.shard_range.as_deref(),
-                self.pod_ordinal,
-                self.replicas,
-            )?,
+            source: self.source()?,
             intents: parse_intents(&self.intents)?,
             max_concurrency: self.max_concurrency,
             identify_interval: std::time::Duration::from_millis(self.identify_interval_ms),
         })
+    }
+}
+
+impl Args {
+    fn source(&self) -> Result<ShardSource, ConfigError> {
+        if self.live_assignment {
+            if self.nats_url.is_none() {
+                return Err(ConfigError::LiveWithoutNats);
+            }
+            let member = self.member.clone().ok_or(ConfigError::NoMember)?;
+            let name_ok =
+                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+            if member.is_empty() || member.len() > 253 || !member.chars().all(name_ok) {
+                return Err(ConfigError::BadMember(member));
+            }
+            return Ok(ShardSource::Live { member });
+        }
+        Ok(ShardSource::Static(assignment(
+            self.total_shards.ok_or(ConfigError::NoTotal)?,
+            self.shard_range.as_deref(),
+            self.pod_ordinal,
+            self.replicas,
+        )?))
     }
 }
 
@@ -337,6 +383,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn args(env: &[&str]) -> Args {
+        let mut argv = vec!["arrakis-gateway", "--token", "t"];
+        argv.extend_from_slice(env);
+        Args::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn live_assignment_needs_nats_and_a_member_name() {
+        let live = |extra: &[&str]| {
+            let mut all = vec!["--live-assignment"];
+            all.extend_from_slice(extra);
+            args(&all).source()
+        };
+        assert_eq!(live(&[]), Err(ConfigError::LiveWithoutNats));
+        assert_eq!(
+            live(&["--nats-url", "nats://n:4222"]),
+            Err(ConfigError::NoMember)
+        );
+        assert_eq!(
+            live(&["--nats-url", "nats://n:4222", "--member", "Gateway_0"]),
+            Err(ConfigError::BadMember("Gateway_0".into()))
+        );
+        assert_eq!(
+            live(&["--nats-url", "nats://n:4222", "--member", "bot-gateway-0"]),
+            Ok(ShardSource::Live {
+                member: "bot-gateway-0".into()
+            })
+        );
+        assert_eq!(
+            args(&["--shard-range", "0"]).source(),
+            Err(ConfigError::NoTotal)
+        );
     }
 
     #[test]

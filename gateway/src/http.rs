@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::host::Assigned;
 use crate::metrics::Metrics;
 use crate::runner::Statuses;
 
@@ -16,7 +17,8 @@ use crate::runner::Statuses;
 pub struct HttpState {
     pub statuses: Statuses,
     pub metrics: Arc<Metrics>,
-    pub assigned: usize,
+    /// The shards this process should be running now.
+    pub assigned: Assigned,
     /// None in log-only mode.
     pub nats: Option<async_nats::Client>,
 }
@@ -31,10 +33,16 @@ pub fn router(state: HttpState) -> Router {
 
 /// Ready when every assigned shard is connected and NATS is (seed S-4.4 asked for one shard; Arrakis asks for all).
 async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
+    let assigned = state
+        .assigned
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let (ready, guilds) = {
         let statuses = state.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        let ready_here = |shard: &u32| statuses.get(shard).is_some_and(|s| s.ready);
         (
-            statuses.values().filter(|s| s.ready).count(),
+            assigned.iter().filter(|shard| ready_here(shard)).count(),
             statuses.values().map(|s| s.guilds).sum::<usize>(),
         )
     };
@@ -48,7 +56,7 @@ async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
         .shards_ready
         .with_label_values(&["0"])
         .set(ready as i64);
-    let is_ready = ready == state.assigned && nats_connected;
+    let is_ready = ready == assigned.len() && nats_connected;
     let code = if is_ready {
         StatusCode::OK
     } else {
@@ -56,7 +64,8 @@ async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     };
     let body = json!({
         "ready": is_ready,
-        "shards_total": state.assigned,
+        "shards_total": assigned.len(),
+        "shards": assigned,
         "shards_ready": ready,
         "nats_connected": nats_connected,
         "guilds_total": guilds,

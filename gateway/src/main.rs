@@ -5,26 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arrakis_gateway::config::Args;
+use arrakis_gateway::config::{Args, Assignment, ShardSource};
+use arrakis_gateway::host::{Assigned, ShardHost};
 use arrakis_gateway::http::{HttpState, router};
 use arrakis_gateway::identify_queue::{IdentifyQueue, SharedQueue};
+use arrakis_gateway::live;
 use arrakis_gateway::metrics::Metrics;
 use arrakis_gateway::publisher::{JetStreamSink, Sink};
-use arrakis_gateway::runner::{Statuses, run_shard};
-use arrakis_gateway::sessions::{SessionStore, ShardSession};
+use arrakis_gateway::runner::Statuses;
+use arrakis_gateway::sessions::SessionStore;
 use clap::Parser;
 use tokio::sync::watch;
 use twilight_gateway::queue::InMemoryQueue;
-use twilight_gateway::{ConfigBuilder, Session, Shard, ShardId};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// How often resume points are saved.
-const SAVE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long SIGTERM waits for published events to be acked.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -81,14 +76,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let statuses = Statuses::default();
-    let assigned = settings.assignment.shard_ids().count();
+    let assigned: Assigned = Arc::default();
+    if let ShardSource::Static(assignment) = &settings.source {
+        *assigned.write().unwrap_or_else(|p| p.into_inner()) =
+            assignment.shard_ids().map(|id| id.number()).collect();
+    }
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.http_port))
         .await
         .with_context(|| format!("binding HTTP_PORT {}", args.http_port))?;
     let app = router(HttpState {
         statuses: statuses.clone(),
         metrics: metrics.clone(),
-        assigned,
+        assigned: assigned.clone(),
         nats: nats.clone(),
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -115,117 +114,62 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(client) => Some(SessionStore::open(client.clone(), &args.pool).await?),
         None => None,
     };
-    tracing::info!(assignment = %settings.assignment, "starting shards");
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut sessions = Vec::new();
-    for id in settings.assignment.shard_ids() {
-        let mut builder =
-            ConfigBuilder::new(settings.token.clone(), settings.intents).queue(queue.clone());
-        if let Some(url) = &args.gateway_url {
-            builder = builder.proxy_url(url.clone());
-        }
-        let saved = match &store {
-            Some(store) => store.load(id).await?,
-            None => None,
-        };
-        let session = Arc::new(match &saved {
-            Some(saved) => {
-                tracing::info!(
-                    shard = id.number(),
-                    sequence = saved.sequence,
-                    "resuming the saved session"
-                );
-                builder = builder
-                    .session(Session::new(saved.sequence, saved.session_id.clone()))
-                    .resume_url(saved.resume_url.clone());
-                ShardSession::resuming(saved)
-            }
-            None => ShardSession::default(),
-        });
-        sessions.push((id, session.clone()));
-        let shard = Shard::with_config(id, builder.build());
-        tasks.spawn(run_shard(
-            shard,
-            sink.clone(),
-            metrics.clone(),
-            statuses.clone(),
-            session,
-            shutdown_rx.clone(),
-        ));
-    }
-    let saver = store.map(|store| {
-        let store = Arc::new(store);
-        let sessions = Arc::new(sessions);
-        let handle = tokio::spawn(save_periodically(
-            store.clone(),
-            sessions.clone(),
-            shutdown_rx.clone(),
-        ));
-        (store, sessions, handle)
+    let host = Arc::new(ShardHost {
+        token: settings.token.clone(),
+        intents: settings.intents,
+        queue,
+        gateway_url: args.gateway_url.clone(),
+        sink,
+        metrics,
+        statuses,
+        store,
     });
 
+    match (&settings.source, nats) {
+        (ShardSource::Live { member }, Some(client)) => {
+            tracing::info!(
+                member,
+                pool = args.pool,
+                "following the live shard assignment"
+            );
+            live::run(host, client, &args.pool, member, assigned, terminated()).await
+        }
+        (ShardSource::Static(assignment), _) => {
+            tracing::info!(%assignment, "starting shards");
+            run_static(host, assignment).await
+        }
+        (ShardSource::Live { .. }, None) => unreachable!("validated: live assignment needs NATS"),
+    }
+}
+
+/// Runs a fixed set of shards until SIGTERM (then closes them resumably) or a fatal close.
+async fn run_static(host: Arc<ShardHost>, assignment: &Assignment) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in assignment.shard_ids() {
+        let host = host.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            host.run(id, async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await
+        });
+    }
     let mut fatal = None;
     tokio::select! {
-        _ = terminated() => tracing::info!("SIGTERM: closing shards resumably"),
+        () = terminated() => tracing::info!("SIGTERM: closing shards resumably"),
         Some(Ok(Err(error))) = tasks.join_next() => fatal = Some(error),
     }
-    let _ = shutdown_tx.send(true);
+    let _ = stop_tx.send(true);
     while let Some(result) = tasks.join_next().await {
         if let Ok(Err(error)) = result {
             fatal.get_or_insert(error);
         }
     }
-    if let Sink::JetStream(sink) = sink.as_ref() {
-        let left = sink.drain(DRAIN_DEADLINE).await;
-        if left > 0 {
-            tracing::error!(
-                left,
-                "events still unacked at exit; Discord will replay them on resume"
-            );
-        }
-    }
-    // Saved last, after the drain: the resume point then covers every acked event.
-    if let Some((store, sessions, handle)) = saver {
-        let _ = handle.await;
-        save_all(&store, &sessions).await;
-    }
     match fatal {
         Some(error) => Err(error.into()),
         None => Ok(()),
-    }
-}
-
-type ShardSessions = Vec<(ShardId, Arc<ShardSession>)>;
-
-/// Saves each shard's resume point every second while it changes, so even a SIGKILL loses at most
-/// a second of progress (Discord then replays a little more, and JetStream drops the repeats).
-async fn save_periodically(
-    store: Arc<SessionStore>,
-    sessions: Arc<ShardSessions>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut interval = tokio::time::interval(SAVE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => save_all(&store, &sessions).await,
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-async fn save_all(store: &SessionStore, sessions: &ShardSessions) {
-    for (id, session) in sessions {
-        if let Some(snapshot) = session.snapshot()
-            && let Err(error) = store.save(*id, &snapshot).await
-        {
-            tracing::warn!(
-                shard = id.number(),
-                error = format!("{error:#}"),
-                "could not save the session"
-            );
-        }
     }
 }
 

@@ -3,14 +3,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrakis_contract::{GatewayEventRef, PayloadIds};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
-use tokio::sync::watch;
 use twilight_gateway::queue::Queue;
 use twilight_gateway::{CloseFrame, Message, Shard, ShardState};
 
@@ -33,6 +32,9 @@ pub type Statuses = Arc<Mutex<BTreeMap<u32, ShardStatus>>>;
 pub enum ShardError {
     #[error("shard {shard}: Discord closed the session with {code} ({}): {}", what(*code), fix(*code))]
     Fatal { shard: u32, code: u16 },
+    /// Starting without the saved session could lose the events Discord holds for it.
+    #[error("shard {shard}: could not read its saved session from NATS KV: {reason}")]
+    SessionUnreadable { shard: u32, reason: String },
 }
 
 fn what(code: u16) -> &'static str {
@@ -89,14 +91,17 @@ fn unix_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Runs `shard` until `shutdown` flips (then closes resumably) or Discord closes it fatally.
+/// How long a resumable close may take before the connection is dropped instead.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs `shard` until `stop` resolves (then closes resumably) or Discord closes it fatally.
 pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
     mut shard: Shard<Q>,
     sink: Arc<Sink>,
     metrics: Arc<Metrics>,
     statuses: Statuses,
     session: Arc<ShardSession>,
-    mut shutdown: watch::Receiver<bool>,
+    stop: impl Future<Output = ()>,
 ) -> Result<(), ShardError> {
     let id = shard.id();
     let label = id.number().to_string();
@@ -110,15 +115,23 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
         statuses,
         session,
     };
+    tokio::pin!(stop);
     let mut closing = false;
+    let close_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(close_deadline);
     loop {
         let message = tokio::select! {
             message = shard.next() => message,
-            _ = shutdown.changed(), if !closing => {
+            () = &mut stop, if !closing => {
                 // RESUME keeps the session alive at Discord so the next owner can resume it.
                 closing = true;
                 shard.close(CloseFrame::RESUME);
+                close_deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_DEADLINE);
                 continue;
+            }
+            () = &mut close_deadline, if closing => {
+                tracing::warn!(shard = runner.number, "no close handshake in time; dropping the connection");
+                break;
             }
         };
         let Some(message) = message else { break };

@@ -11,9 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use twilight_gateway::ShardId;
 
 use crate::kv::open_bucket;
+use arrakis_contract::assignment::shard_key;
 
 /// KV bucket holding one entry per shard.
 pub const BUCKET: &str = "arrakis-gateway-sessions";
@@ -28,6 +30,7 @@ pub struct SavedSession {
     pub resume_url: String,
 }
 
+#[derive(Clone)]
 pub struct SessionStore {
     kv: kv::Store,
     pool: String,
@@ -55,7 +58,7 @@ impl SessionStore {
     }
 
     fn key(&self, shard: ShardId) -> String {
-        format!("{}.{}.{}", self.pool, shard.number(), shard.total())
+        shard_key(&self.pool, shard.number(), shard.total())
     }
 
     pub async fn load(&self, shard: ShardId) -> anyhow::Result<Option<SavedSession>> {
@@ -94,6 +97,8 @@ impl SessionStore {
 pub struct ShardSession {
     pub acks: AckTracker,
     resume_url: Mutex<Option<String>>,
+    /// Woken when a new session starts, so it is saved at once rather than at the next tick.
+    pub started: Notify,
 }
 
 impl ShardSession {
@@ -108,6 +113,7 @@ impl ShardSession {
     pub fn started(&self, session_id: &str, seq: u64, resume_url: &str) {
         self.acks.reset(session_id, seq);
         *self.resume_url.lock().unwrap_or_else(|p| p.into_inner()) = Some(resume_url.to_owned());
+        self.started.notify_one();
     }
 
     /// What to save now, if there is a session.
@@ -130,6 +136,8 @@ impl ShardSession {
 #[derive(Default)]
 pub struct AckTracker {
     state: Mutex<TrackerState>,
+    /// Woken when the last in-flight event is acked.
+    settled: Notify,
 }
 
 #[derive(Default)]
@@ -170,7 +178,31 @@ impl AckTracker {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.session == session {
             state.in_flight.remove(&seq);
+            if state.in_flight.is_empty() {
+                self.settled.notify_waiters();
+            }
         }
+    }
+
+    /// Waits until every event handed to JetStream is acked, or `deadline` passes; true if settled.
+    pub async fn settle(&self, deadline: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.settled.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.is_settled() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.is_ok()
+    }
+
+    fn is_settled(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.in_flight.is_empty()
     }
 
     /// The session and the last seq up to which everything is stored.
@@ -218,6 +250,21 @@ mod tests {
         tracker.done("s1", 6);
         tracker.seen(7);
         assert_eq!(tracker.resume_point(), Some(("s1".into(), 7)));
+    }
+
+    #[tokio::test]
+    async fn settles_when_the_last_event_is_acked() {
+        let tracker = std::sync::Arc::new(AckTracker::default());
+        tracker.reset("s1", 1);
+        assert!(tracker.settle(Duration::ZERO).await, "nothing in flight");
+        tracker.begin("s1", 2);
+        tracker.begin("s1", 3);
+        assert!(!tracker.settle(Duration::from_millis(10)).await);
+        let acker = tracker.clone();
+        let waiter = tokio::spawn(async move { tracker.settle(Duration::from_secs(10)).await });
+        acker.done("s1", 2);
+        acker.done("s1", 3);
+        assert!(waiter.await.unwrap(), "woken by the last ack");
     }
 
     #[test]

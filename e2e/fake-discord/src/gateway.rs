@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{
-    ALL_INTENTS, Connection, Outgoing, PRIVILEGED_INTENTS, Session, Shared, model, now_ms,
+    ALL_INTENTS, Connection, Outgoing, PRIVILEGED_INTENTS, Session, Shared, State, model, now_ms,
     sequence, truth,
 };
 
@@ -166,6 +166,30 @@ async fn serve(socket: WebSocket, params: ConnectParams, shared: Arc<Shared>) {
     // Dropping the last sender ends the writer, which drops the socket.
     drop(conn);
     let _ = writer.await;
+}
+
+/// Binds connection `id` to `shard`'s session, recording in the truth any other live connection
+/// that already runs the same shard: Discord would happily deliver to both, which is what a
+/// bot's shard ownership must never let happen.
+fn claim(state: &mut State, id: u64, shard: (u32, u32), session_id: &str) {
+    let others: Vec<u64> = state
+        .connections
+        .iter()
+        .filter(|(other, c)| **other != id && c.shard == Some(shard))
+        .map(|(other, _)| *other)
+        .collect();
+    if !others.is_empty() {
+        state.truth.overlaps.push(truth::OverlapRecord {
+            shard: shard.0,
+            total: shard.1,
+            connections: others.len() as u32 + 1,
+            at_ms: now_ms(),
+        });
+    }
+    if let Some(connection) = state.connections.get_mut(&id) {
+        connection.shard = Some(shard);
+        connection.session_id = Some(session_id.to_owned());
+    }
 }
 
 struct ConnectionState {
@@ -384,10 +408,7 @@ impl ConnectionState {
                 connection: Some(self.id),
             },
         );
-        if let Some(connection) = state.connections.get_mut(&self.id) {
-            connection.shard = Some((shard, total));
-            connection.session_id = Some(session_id.clone());
-        }
+        claim(&mut state, self.id, (shard, total), &session_id);
         let ready = json!({
             "v": 10,
             "user": {
@@ -449,10 +470,7 @@ impl ConnectionState {
                 "Session resumed elsewhere.",
             ));
         }
-        if let Some(connection) = state.connections.get_mut(&self.id) {
-            connection.shard = Some(shard);
-            connection.session_id = Some(resume.session_id.clone());
-        }
+        claim(&mut state, self.id, shard, &resume.session_id);
         state.truth.resumes.push(truth::ResumeRecord {
             shard: shard.0,
             session_id: resume.session_id.clone(),

@@ -43,6 +43,16 @@ pub struct CloseRecord {
     pub at_ms: u64,
 }
 
+/// A moment when more than one live connection ran the same shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OverlapRecord {
+    pub shard: u32,
+    pub total: u32,
+    /// Live connections on the shard, counting the new one.
+    pub connections: u32,
+    pub at_ms: u64,
+}
+
 /// An interaction the fake created, and how the bot answered it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InteractionRecord {
@@ -86,6 +96,8 @@ pub struct Truth {
     pub resumes: Vec<ResumeRecord>,
     /// Connections the fake closed with a close code.
     pub closes: Vec<CloseRecord>,
+    /// Shards that ran on two connections at once.
+    pub overlaps: Vec<OverlapRecord>,
     pub interactions: Vec<InteractionRecord>,
     pub role_changes: Vec<RoleChange>,
 }
