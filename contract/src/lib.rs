@@ -55,15 +55,15 @@ pub struct GatewayEvent {
 }
 
 /// The seed's event type for a Discord dispatch name (`t`).
-pub fn event_type_for(dispatch: &str) -> String {
+pub fn event_type_for(dispatch: &str) -> Cow<'static, str> {
     match dispatch {
-        "INTERACTION_CREATE" => INTERACTION_CREATE.to_owned(),
-        "GUILD_CREATE" => GUILD_JOIN.to_owned(),
-        "GUILD_DELETE" => GUILD_LEAVE.to_owned(),
-        "GUILD_MEMBER_ADD" => MEMBER_JOIN.to_owned(),
-        "GUILD_MEMBER_REMOVE" => MEMBER_LEAVE.to_owned(),
-        "GUILD_MEMBER_UPDATE" => MEMBER_UPDATE.to_owned(),
-        other => other.to_ascii_lowercase().replace('_', "."),
+        "INTERACTION_CREATE" => INTERACTION_CREATE.into(),
+        "GUILD_CREATE" => GUILD_JOIN.into(),
+        "GUILD_DELETE" => GUILD_LEAVE.into(),
+        "GUILD_MEMBER_ADD" => MEMBER_JOIN.into(),
+        "GUILD_MEMBER_REMOVE" => MEMBER_LEAVE.into(),
+        "GUILD_MEMBER_UPDATE" => MEMBER_UPDATE.into(),
+        other => other.to_ascii_lowercase().replace('_', ".").into(),
     }
 }
 
@@ -79,19 +79,34 @@ pub fn subject_for(prefix: Option<&str>, event_type: &str) -> String {
     }
 }
 
+/// A JSON string borrowed from the text it was read from, copied only if it has escapes.
+///
+/// serde borrows a `Cow<str>` field only when it is the field's whole type; inside an `Option`
+/// it always copies. Wrapping it keeps the borrow.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The ids a dispatch payload carries, read without building the whole payload.
 #[derive(Debug, Default, Deserialize)]
 pub struct PayloadIds<'a> {
     #[serde(borrow, default)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub guild_id: Option<Cow<'a, str>>,
+    pub guild_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub channel_id: Option<Cow<'a, str>>,
+    pub channel_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub user_id: Option<Cow<'a, str>>,
+    pub user_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub joined_at: Option<Cow<'a, str>>,
+    pub joined_at: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub user: Option<IdOf<'a>>,
     #[serde(borrow, default)]
@@ -103,7 +118,7 @@ pub struct PayloadIds<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct IdOf<'a> {
     #[serde(borrow, default)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<Text<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,10 +129,10 @@ pub struct MemberOf<'a> {
 
 /// The top-level ids of the seed's payload, lifted out of a dispatch's `d`.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct LiftedIds {
-    pub guild_id: Option<String>,
-    pub channel_id: Option<String>,
-    pub user_id: Option<String>,
+pub struct LiftedIds<'a> {
+    pub guild_id: Option<&'a str>,
+    pub channel_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
 }
 
 impl PayloadIds<'_> {
@@ -133,8 +148,7 @@ impl PayloadIds<'_> {
     }
 
     /// Lifts the ids the seed's payload carries at the top level, for dispatch `dispatch`.
-    pub fn lift(&self, dispatch: &str) -> LiftedIds {
-        let owned = |v: Option<&str>| v.map(str::to_owned);
+    pub fn lift(&self, dispatch: &str) -> LiftedIds<'_> {
         let guild_id = match dispatch {
             // GUILD_CREATE, GUILD_UPDATE and GUILD_DELETE carry the guild itself.
             "GUILD_CREATE" | "GUILD_DELETE" | "GUILD_UPDATE" => self.id.as_deref(),
@@ -145,9 +159,9 @@ impl PayloadIds<'_> {
             _ => None,
         });
         LiftedIds {
-            guild_id: owned(guild_id),
-            channel_id: owned(channel_id),
-            user_id: owned(self.user()),
+            guild_id,
+            channel_id,
+            user_id: self.user(),
         }
     }
 }
@@ -163,17 +177,17 @@ impl GatewayEvent {
         timestamp: u64,
         data: serde_json::Value,
     ) -> Self {
-        let ids = PayloadIds::deserialize(&data)
-            .unwrap_or_default()
-            .lift(dispatch);
+        let ids = PayloadIds::deserialize(&data).unwrap_or_default();
+        let lifted = ids.lift(dispatch);
+        let owned = |id: Option<&str>| id.map(str::to_owned);
         GatewayEvent {
             event_id,
-            event_type: event_type_for(dispatch),
+            event_type: event_type_for(dispatch).into_owned(),
             shard_id,
             timestamp,
-            guild_id: ids.guild_id,
-            channel_id: ids.channel_id,
-            user_id: ids.user_id,
+            guild_id: owned(lifted.guild_id),
+            channel_id: owned(lifted.channel_id),
+            user_id: owned(lifted.user_id),
             data,
         }
     }
@@ -186,31 +200,35 @@ impl GatewayEvent {
 
 /// The same event as [`GatewayEvent`], serialised identically, but carrying Discord's payload as
 /// the raw JSON it arrived in: the gateway's hot path neither parses nor rebuilds `d`.
+/// Everything is borrowed, so building one allocates nothing.
 #[derive(Debug, Serialize)]
 pub struct GatewayEventRef<'a> {
     pub event_id: &'a str,
-    pub event_type: String,
+    /// The seed's type for the dispatch: [`event_type_for`] its name.
+    pub event_type: &'a str,
     pub shard_id: u64,
     pub timestamp: u64,
-    pub guild_id: Option<String>,
-    pub channel_id: Option<String>,
-    pub user_id: Option<String>,
+    pub guild_id: Option<&'a str>,
+    pub channel_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
     pub data: &'a RawValue,
 }
 
 impl<'a> GatewayEventRef<'a> {
+    /// `event_type` is [`event_type_for`] the dispatch `dispatch`, which callers resolve once per type.
     pub fn new(
         event_id: &'a str,
         dispatch: &str,
+        event_type: &'a str,
         shard_id: u64,
         timestamp: u64,
-        ids: &PayloadIds<'_>,
+        ids: &'a PayloadIds<'_>,
         data: &'a RawValue,
     ) -> Self {
         let lifted = ids.lift(dispatch);
         GatewayEventRef {
             event_id,
-            event_type: event_type_for(dispatch),
+            event_type,
             shard_id,
             timestamp,
             guild_id: lifted.guild_id,
@@ -325,7 +343,8 @@ mod tests {
         for (dispatch, text) in payloads {
             let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
             let ids: PayloadIds<'_> = serde_json::from_str(raw.get()).unwrap();
-            let by_ref = GatewayEventRef::new("e", dispatch, 2, 3, &ids, &raw);
+            let event_type = event_type_for(dispatch);
+            let by_ref = GatewayEventRef::new("e", dispatch, &event_type, 2, 3, &ids, &raw);
             let owned = GatewayEvent::from_dispatch(
                 "e".into(),
                 dispatch,
@@ -336,6 +355,21 @@ mod tests {
             let by_ref: serde_json::Value = serde_json::to_value(&by_ref).unwrap();
             assert_eq!(by_ref, serde_json::to_value(&owned).unwrap(), "{dispatch}");
         }
+    }
+
+    #[test]
+    fn ids_are_borrowed_from_the_payload_unless_escaped() {
+        let text = r#"{"guild_id":"1","user":{"id":"2"},"joined_at":"t\u0031"}"#;
+        let ids: PayloadIds<'_> = serde_json::from_str(text).unwrap();
+        assert!(matches!(
+            ids.guild_id.as_ref().unwrap().0,
+            Cow::Borrowed("1")
+        ));
+        assert!(matches!(
+            ids.user.as_ref().unwrap().id.as_ref().unwrap().0,
+            Cow::Borrowed("2")
+        ));
+        assert_eq!(ids.joined_at.as_deref(), Some("t1"), "escapes are decoded");
     }
 
     #[test]

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrakis_contract::{GatewayEventRef, subject_for};
+use async_nats::Subject;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::metrics::{Metrics, ShardMetrics};
+use crate::sessions::Pending;
 
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -103,34 +105,28 @@ impl Sink {
         }
     }
 
-    /// Serialises `event` for publishing: subject, `Nats-Msg-Id` and payload.
-    pub fn prepare(&self, event: &GatewayEventRef<'_>, shard_metrics: &ShardMetrics) -> Prepared {
+    /// The subject events of `event_type` go to (resolve once per type: it validates and allocates).
+    pub fn subject(&self, event_type: &str) -> Subject {
         let prefix = match self {
             Sink::JetStream(sink) => sink.prefix.as_deref(),
             Sink::LogOnly => None,
         };
-        Prepared {
-            subject: subject_for(prefix, &event.event_type),
-            msg_id: event.event_id.to_owned(),
-            payload: serde_json::to_vec(event).expect("events serialise").into(),
-            shard: event.shard_id,
-            metrics: shard_metrics.clone(),
-        }
+        subject_for(prefix, event_type).into()
     }
 
     /// Hands `event` to JetStream in its reserved place; its ack is awaited in the background,
-    /// then `stored` runs.
+    /// then `stored` is marked.
     pub async fn publish(
         &self,
         reservation: Reservation,
         event: Prepared,
         received: Instant,
-        stored: impl FnOnce() + Send + 'static,
+        stored: Pending,
     ) {
         match self {
             Sink::LogOnly => {
                 tracing::info!(subject = %event.subject, shard = event.shard, event_id = %event.msg_id, "event (log-only mode)");
-                stored();
+                stored.stored();
             }
             Sink::JetStream(sink) => {
                 sink.metrics.publish_inflight.inc();
@@ -139,7 +135,7 @@ impl Sink {
                     received,
                     sent: Instant::now(),
                     reservation,
-                    stored: Box::new(stored),
+                    stored,
                 };
                 match send(&sink.js, &flight.event).await {
                     Ok(ack) => {
@@ -161,7 +157,7 @@ pub struct InFlight {
     received: Instant,
     sent: Instant,
     reservation: Reservation,
-    stored: Box<dyn FnOnce() + Send>,
+    stored: Pending,
 }
 
 async fn send(js: &jetstream::Context, event: &Prepared) -> Result<PublishAckFuture, String> {
@@ -221,7 +217,7 @@ fn finish(metrics: &Metrics, flight: InFlight) {
         .observe(received.elapsed().as_secs_f64());
     event.metrics.routed.inc();
     metrics.publish_inflight.dec();
-    stored();
+    stored.stored();
     drop(reservation);
 }
 
@@ -253,9 +249,17 @@ async fn retry(
 
 /// An event ready to publish.
 pub struct Prepared {
-    pub subject: String,
+    pub subject: Subject,
     pub msg_id: String,
     pub payload: bytes::Bytes,
     pub shard: u64,
-    pub metrics: ShardMetrics,
+    pub metrics: Arc<ShardMetrics>,
+}
+
+/// Serialises `event` for publishing.
+pub fn encode(event: &GatewayEventRef<'_>) -> bytes::Bytes {
+    // Sized for the payload plus the envelope, so serialising never reallocates.
+    let mut payload = Vec::with_capacity(event.data.get().len() + 256);
+    serde_json::to_writer(&mut payload, event).expect("events serialise");
+    payload.into()
 }

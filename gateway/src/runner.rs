@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrakis_contract::{GatewayEventRef, PayloadIds};
+use arrakis_contract::{GatewayEventRef, PayloadIds, Text, event_type_for};
+use async_nats::Subject;
 use futures::StreamExt;
+use prometheus::IntCounter;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
@@ -15,7 +17,7 @@ use twilight_gateway::{CloseFrame, Message, Shard, ShardState};
 
 use crate::event_id::message_id;
 use crate::metrics::{Metrics, ShardMetrics};
-use crate::publisher::Sink;
+use crate::publisher::{Prepared, Sink, encode};
 use crate::sessions::ShardSession;
 
 /// What the HTTP endpoints report per shard.
@@ -69,7 +71,7 @@ struct Frame<'a> {
     op: u8,
     s: Option<u64>,
     #[serde(borrow)]
-    t: Option<Cow<'a, str>>,
+    t: Option<Text<'a>>,
     #[serde(borrow)]
     d: Option<&'a RawValue>,
 }
@@ -105,15 +107,16 @@ pub async fn run_shard<Q: Queue + Send + Sync + Unpin + 'static>(
 ) -> Result<(), ShardError> {
     let id = shard.id();
     let label = id.number().to_string();
-    let runner = Runner {
+    let mut runner = Runner {
         number: id.number(),
         total: id.total(),
-        shard_metrics: metrics.for_shard(&label),
+        shard_metrics: Arc::new(metrics.for_shard(&label)),
         label,
         sink,
         metrics,
         statuses,
         session,
+        routes: Vec::new(),
     };
     tokio::pin!(stop);
     let mut closing = false;
@@ -164,11 +167,21 @@ struct Runner {
     number: u32,
     total: u32,
     label: String,
-    shard_metrics: ShardMetrics,
+    shard_metrics: Arc<ShardMetrics>,
     sink: Arc<Sink>,
     metrics: Arc<Metrics>,
     statuses: Statuses,
     session: Arc<ShardSession>,
+    /// Per dispatch type seen so far; a shard sees a handful of types, so a scan beats hashing.
+    routes: Vec<Route>,
+}
+
+/// Where one dispatch type goes, resolved the first time the shard sees it.
+struct Route {
+    dispatch: String,
+    event_type: Cow<'static, str>,
+    subject: Subject,
+    received: IntCounter,
 }
 
 impl Runner {
@@ -182,7 +195,7 @@ impl Runner {
     }
 
     async fn on_text<Q: Queue + Send + Sync + Unpin + 'static>(
-        &self,
+        &mut self,
         shard: &mut Shard<Q>,
         text: &str,
     ) {
@@ -195,18 +208,31 @@ impl Runner {
         else {
             return;
         };
-        self.metrics
-            .events_received
-            .with_label_values(&[self.label.as_str(), event_type.as_ref()])
-            .inc();
+        let route = self.route(&event_type);
+        self.routes[route].received.inc();
         match event_type.as_ref() {
             "READY" => self.on_ready(seq, data),
             "RESUMED" => self.on_resumed(seq),
-            _ => {
-                self.on_dispatch(shard, &event_type, seq, data, received)
-                    .await
-            }
+            _ => self.on_dispatch(shard, route, seq, data, received).await,
         }
+    }
+
+    /// The index of `dispatch`'s route, resolving it on first sight.
+    fn route(&mut self, dispatch: &str) -> usize {
+        if let Some(found) = self.routes.iter().position(|r| r.dispatch == dispatch) {
+            return found;
+        }
+        let event_type = event_type_for(dispatch);
+        self.routes.push(Route {
+            dispatch: dispatch.to_owned(),
+            subject: self.sink.subject(&event_type),
+            received: self
+                .metrics
+                .events_received
+                .with_label_values(&[self.label.as_str(), dispatch]),
+            event_type,
+        });
+        self.routes.len() - 1
     }
 
     fn on_ready(&self, seq: u64, data: &RawValue) {
@@ -247,26 +273,38 @@ impl Runner {
     async fn on_dispatch<Q: Queue + Send + Sync + Unpin + 'static>(
         &self,
         shard: &mut Shard<Q>,
-        event_type: &str,
+        route: usize,
         seq: u64,
         data: &RawValue,
         received: Instant,
     ) {
-        let session_id = shard
-            .session()
-            .map(|s| s.id().to_owned())
-            .unwrap_or_default();
+        let route = &self.routes[route];
         let ids: PayloadIds<'_> = serde_json::from_str(data.get()).unwrap_or_default();
-        let id = message_id(event_type, &ids, self.number, self.total, &session_id, seq);
+        let session_id = shard.session().map(|s| s.id()).unwrap_or_default();
+        let id = message_id(
+            &route.dispatch,
+            &ids,
+            self.number,
+            self.total,
+            session_id,
+            seq,
+        );
         let event = GatewayEventRef::new(
             &id,
-            event_type,
+            &route.dispatch,
+            &route.event_type,
             u64::from(self.number),
             unix_ms(),
             &ids,
             data,
         );
-        let prepared = self.sink.prepare(&event, &self.shard_metrics);
+        let prepared = Prepared {
+            payload: encode(&event),
+            subject: route.subject.clone(),
+            msg_id: id,
+            shard: u64::from(self.number),
+            metrics: self.shard_metrics.clone(),
+        };
         let reservation = match self.sink.try_reserve() {
             Some(reservation) => reservation,
             None => {
@@ -286,12 +324,9 @@ impl Runner {
                 self.sink.reserve().await
             }
         };
-        self.session.acks.begin(&session_id, seq);
-        let acked = self.session.clone();
+        let pending = self.session.begin(seq);
         self.sink
-            .publish(reservation, prepared, received, move || {
-                acked.acks.done(&session_id, seq)
-            })
+            .publish(reservation, prepared, received, pending)
             .await;
     }
 }

@@ -5,7 +5,7 @@
 //! replays that were). A missing or expired session means a fresh identify.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -116,6 +116,15 @@ impl ShardSession {
         self.started.notify_one();
     }
 
+    /// `seq` of the current session goes to JetStream; the returned token marks it stored.
+    pub fn begin(self: &Arc<Self>, seq: u64) -> Pending {
+        Pending {
+            generation: self.acks.begin(seq),
+            seq,
+            session: self.clone(),
+        }
+    }
+
     /// What to save now, if there is a session.
     pub fn snapshot(&self) -> Option<SavedSession> {
         let (session_id, sequence) = self.acks.resume_point()?;
@@ -132,6 +141,20 @@ impl ShardSession {
     }
 }
 
+/// An event of a shard's session on its way to JetStream.
+pub struct Pending {
+    session: Arc<ShardSession>,
+    generation: u64,
+    seq: u64,
+}
+
+impl Pending {
+    /// JetStream acked the event.
+    pub fn stored(self) {
+        self.session.acks.done(self.generation, self.seq);
+    }
+}
+
 /// Which dispatches of the current session are safely stored, for the session's resume point.
 #[derive(Default)]
 pub struct AckTracker {
@@ -143,6 +166,8 @@ pub struct AckTracker {
 #[derive(Default)]
 struct TrackerState {
     session: String,
+    /// Counts sessions, so acks of an earlier one are told apart without comparing ids.
+    generation: u64,
     in_flight: BTreeSet<u64>,
     highest: u64,
 }
@@ -153,6 +178,7 @@ impl AckTracker {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         *state = TrackerState {
             session: session.to_owned(),
+            generation: state.generation + 1,
             in_flight: BTreeSet::new(),
             highest: seq,
         };
@@ -164,19 +190,18 @@ impl AckTracker {
         state.highest = state.highest.max(seq);
     }
 
-    /// `seq` of `session` was handed to JetStream.
-    pub fn begin(&self, session: &str, seq: u64) {
+    /// `seq` of the current session was handed to JetStream; returns the session's generation.
+    pub fn begin(&self, seq: u64) -> u64 {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.session == session {
-            state.in_flight.insert(seq);
-            state.highest = state.highest.max(seq);
-        }
+        state.in_flight.insert(seq);
+        state.highest = state.highest.max(seq);
+        state.generation
     }
 
-    /// JetStream acked `seq` of `session`.
-    pub fn done(&self, session: &str, seq: u64) {
+    /// JetStream acked `seq` of the session of `generation`.
+    pub fn done(&self, generation: u64, seq: u64) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.session == session {
+        if state.generation == generation {
             state.in_flight.remove(&seq);
             if state.in_flight.is_empty() {
                 self.settled.notify_waiters();
@@ -228,26 +253,27 @@ mod tests {
         let tracker = AckTracker::default();
         assert_eq!(tracker.resume_point(), None);
         tracker.reset("s1", 1);
+        let mut generation = 0;
         for seq in 2..=6 {
-            tracker.begin("s1", seq);
+            generation = tracker.begin(seq);
         }
         assert_eq!(tracker.resume_point(), Some(("s1".into(), 1)));
         // Acks arrive out of order: 3 and 5 first.
-        tracker.done("s1", 3);
-        tracker.done("s1", 5);
+        tracker.done(generation, 3);
+        tracker.done(generation, 5);
         assert_eq!(
             tracker.resume_point(),
             Some(("s1".into(), 1)),
             "2 is still out"
         );
-        tracker.done("s1", 2);
+        tracker.done(generation, 2);
         assert_eq!(
             tracker.resume_point(),
             Some(("s1".into(), 3)),
             "4 is still out"
         );
-        tracker.done("s1", 4);
-        tracker.done("s1", 6);
+        tracker.done(generation, 4);
+        tracker.done(generation, 6);
         tracker.seen(7);
         assert_eq!(tracker.resume_point(), Some(("s1".into(), 7)));
     }
@@ -257,13 +283,13 @@ mod tests {
         let tracker = std::sync::Arc::new(AckTracker::default());
         tracker.reset("s1", 1);
         assert!(tracker.settle(Duration::ZERO).await, "nothing in flight");
-        tracker.begin("s1", 2);
-        tracker.begin("s1", 3);
+        let generation = tracker.begin(2);
+        tracker.begin(3);
         assert!(!tracker.settle(Duration::from_millis(10)).await);
         let acker = tracker.clone();
         let waiter = tokio::spawn(async move { tracker.settle(Duration::from_secs(10)).await });
-        acker.done("s1", 2);
-        acker.done("s1", 3);
+        acker.done(generation, 2);
+        acker.done(generation, 3);
         assert!(waiter.await.unwrap(), "woken by the last ack");
     }
 
@@ -271,10 +297,16 @@ mod tests {
     fn a_new_session_ignores_the_old_ones_acks() {
         let tracker = AckTracker::default();
         tracker.reset("old", 1);
-        tracker.begin("old", 2);
+        let old = tracker.begin(2);
         tracker.reset("new", 1);
-        tracker.done("old", 2);
-        tracker.begin("old", 9);
-        assert_eq!(tracker.resume_point(), Some(("new".into(), 1)));
+        let new = tracker.begin(2);
+        tracker.done(old, 2);
+        assert_eq!(
+            tracker.resume_point(),
+            Some(("new".into(), 1)),
+            "the old session's ack of seq 2 is not the new one's"
+        );
+        tracker.done(new, 2);
+        assert_eq!(tracker.resume_point(), Some(("new".into(), 2)));
     }
 }

@@ -4,8 +4,9 @@
 //! - memory: the gateway's RSS once every shard is ready and every guild is published;
 //! - throughput: fake-discord sends N member joins across the 25 shards as fast as it can, and the
 //!   clock stops when JetStream holds all of them;
-//! - baseline: in the same run, a plain async-nats publisher stores the same N payloads with the
-//!   same message ids (pipelined, 1,000 acks in flight) on a fresh stream.
+//! - baseline: in the same run, just before and just after the gateway, a plain async-nats
+//!   publisher stores the same N payloads with the same message ids (pipelined, 1,000 acks in
+//!   flight) on a fresh stream; the mean of the two is the baseline.
 //!
 //! The figure that matters is the ratio gateway / baseline, which cancels most of the machine's
 //! noise. Reports the median of the runs.
@@ -35,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Member joins sent per run.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 100_000)]
     events: u64,
     #[arg(long, default_value_t = 25)]
     shards: u32,
@@ -147,6 +148,9 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
     let rss_kib = rss_kib(pid)?;
 
     let member_guilds: Vec<u64> = fake.guilds().iter().map(|g| g.id).collect();
+    // The baseline runs just before and just after the gateway, and counts as their mean, so a
+    // slow patch of the machine weighs on both sides of the ratio.
+    let baseline_before = baseline(&js, "BASELINE_BEFORE", args.events, &member_guilds).await?;
     let gateway_cpu = cpu_seconds(pid)?;
     let generator_cpu = cpu_seconds(std::process::id())?;
     let started = Instant::now();
@@ -161,7 +165,8 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
     let generator_cpu_us = per_event_us(cpu_seconds(std::process::id())? - generator_cpu);
     gateway.kill().await?;
 
-    let baseline_per_s = baseline(&js, args.events, &member_guilds).await?;
+    let baseline_after = baseline(&js, "BASELINE_AFTER", args.events, &member_guilds).await?;
+    let baseline_per_s = (baseline_before + baseline_after) / 2.0;
     Ok(Run {
         gateway_per_s,
         baseline_per_s,
@@ -388,13 +393,16 @@ fn member_join(guild: u64, n: u64) -> serde_json::Value {
 }
 
 /// The same payloads, published straight to JetStream with pipelined acks.
-async fn baseline(js: &jetstream::Context, count: u64, guilds: &[u64]) -> anyhow::Result<f64> {
+async fn baseline(
+    js: &jetstream::Context,
+    name: &str,
+    count: u64,
+    guilds: &[u64],
+) -> anyhow::Result<f64> {
+    let subjects = format!("{}.>", name.to_ascii_lowercase());
+    let subject = format!("{}.member.join", name.to_ascii_lowercase());
     let mut stream = js
-        .create_stream(stream_config(
-            "BASELINE",
-            "baseline.>",
-            stream::StorageType::Memory,
-        ))
+        .create_stream(stream_config(name, &subjects, stream::StorageType::Memory))
         .await?;
     const WINDOW: usize = 1000;
     let started = Instant::now();
@@ -413,7 +421,7 @@ async fn baseline(js: &jetstream::Context, count: u64, guilds: &[u64]) -> anyhow
         let publish = PublishMessage::build()
             .payload(payload.into())
             .message_id(id);
-        pending.push_back(js.send_publish("baseline.member.join", publish).await?);
+        pending.push_back(js.send_publish(subject.clone(), publish).await?);
         if pending.len() >= WINDOW
             && let Some(ack) = pending.pop_front()
         {

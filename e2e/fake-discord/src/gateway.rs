@@ -103,14 +103,26 @@ async fn serve(socket: WebSocket, params: ConnectParams, shared: Arc<Shared>) {
         id
     };
 
-    // The writer owns the sink: frames go out in the order they were queued.
+    // The writer owns the sink: frames go out in the order they were queued. Frames queued
+    // together are written together and flushed once, as a busy server's socket would.
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        let mut next = rx.recv().await;
+        while let Some(out) = next.take() {
             match out {
                 Outgoing::Frame(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if sink.feed(Message::Text(text.into())).await.is_err() {
                         break;
                     }
+                    match rx.try_recv() {
+                        Ok(queued) => next = Some(queued),
+                        Err(_) => {
+                            if sink.flush().await.is_err() {
+                                break;
+                            }
+                            next = rx.recv().await;
+                        }
+                    }
+                    continue;
                 }
                 Outgoing::Close(code, reason) => {
                     let close = CloseFrame {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -177,6 +178,11 @@ impl FakeDiscord {
             .merge(rest::routes())
             .merge(control::routes())
             .with_state(shared.clone());
+        // No Nagle: a frame written while an earlier one awaits its ACK would otherwise wait for
+        // the client's delayed ACK (tens of ms), which real Discord does not add.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("fake-discord stopped: {e}");
@@ -369,7 +375,9 @@ pub(crate) fn sequence(state: &mut State, session_id: &str, event_type: &str, da
         .expect("caller holds a live session id");
     session.seq += 1;
     let seq = session.seq;
-    let frame = serde_json::json!({"op": 0, "s": seq, "t": event_type, "d": data}).to_string();
+    // Written directly: `json!` would copy `data` first.
+    let event_name = serde_json::to_string(event_type).expect("strings serialise");
+    let frame = format!(r#"{{"op":0,"s":{seq},"t":{event_name},"d":{data}}}"#);
     session.buffer.push((seq, frame.clone()));
     let (shard, connection) = (session.shard.0, session.connection);
     state.truth.events.push(truth::EmittedEvent {
