@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, kv};
 use tokio::sync::oneshot;
 use twilight_gateway::queue::Queue;
 
-use crate::kv::open_bucket;
+use arrakis_support::open_bucket;
 
 /// KV bucket of identify grants.
 pub const BUCKET: &str = "arrakis-gateway-identify";
@@ -38,7 +38,7 @@ impl SharedQueue {
     ) -> anyhow::Result<Self> {
         let lifetime = interval + MARGIN;
         let kv = open_bucket(
-            client,
+            &jetstream::new(client),
             kv::Config {
                 bucket: format!("{BUCKET}-{}ms", lifetime.as_millis()),
                 description: "arrakis-gateway: identify grants per rate-limit bucket".into(),

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, kv};
 use tokio::time::Instant;
 use twilight_gateway::ShardId;
 
-use crate::kv::open_bucket;
+use arrakis_support::open_bucket;
 
 /// How often a holder renews.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ impl LeaseStore {
         member: &str,
     ) -> anyhow::Result<Self> {
         let kv = open_bucket(
-            client,
+            &jetstream::new(client),
             kv::Config {
                 bucket: LEASE_BUCKET.into(),
                 description: "arrakis-gateway: which member runs each shard".into(),

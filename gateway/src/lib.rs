@@ -9,7 +9,6 @@ pub mod event_id;
 pub mod host;
 pub mod http;
 pub mod identify_queue;
-pub mod kv;
 pub mod leases;
 pub mod live;
 pub mod metrics;

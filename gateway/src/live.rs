@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use twilight_gateway::ShardId;
 
 use crate::host::{Assigned, ShardHost};
-use crate::kv::open_bucket;
 use crate::leases::{Lease, LeaseStore, RENEW_EVERY, Renewal};
 use crate::runner::ShardError;
+use arrakis_support::open_bucket;
 
 /// How often a wanted shard whose lease someone else holds is tried again.
 const ACQUIRE_RETRY: Duration = Duration::from_millis(500);
@@ -75,7 +75,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let leases = LeaseStore::open(client.clone(), pool, member).await?;
     let assignments = open_bucket(
-        client,
+        &jetstream::new(client),
         kv::Config {
             bucket: ASSIGNMENT_BUCKET.into(),
             description: "arrakis: which gateway member runs which shards, per pool".into(),

@@ -23,13 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    arrakis_support::init_logging();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -132,7 +126,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 pool = args.pool,
                 "following the live shard assignment"
             );
-            live::run(host, client, &args.pool, member, assigned, terminated()).await
+            live::run(
+                host,
+                client,
+                &args.pool,
+                member,
+                assigned,
+                arrakis_support::terminated(),
+            )
+            .await
         }
         (ShardSource::Static(assignment), _) => {
             tracing::info!(%assignment, "starting shards");
@@ -156,28 +158,10 @@ async fn run_static(host: Arc<ShardHost>, assignment: &Assignment) -> anyhow::Re
             .await
         });
     }
-    let mut fatal = None;
-    tokio::select! {
-        () = terminated() => tracing::info!("SIGTERM: closing shards resumably"),
-        Some(Ok(Err(error))) = tasks.join_next() => fatal = Some(error),
-    }
-    let _ = stop_tx.send(true);
-    while let Some(result) = tasks.join_next().await {
-        if let Ok(Err(error)) = result {
-            fatal.get_or_insert(error);
-        }
-    }
+    let fatal =
+        arrakis_support::run_until_stopped(&mut tasks, &stop_tx, "closing shards resumably").await;
     match fatal {
         Some(error) => Err(error.into()),
         None => Ok(()),
-    }
-}
-
-async fn terminated() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -1,9 +1,9 @@
 //! Prometheus metrics, with the seed's names (S-4.5) plus what operators need.
 
-use prometheus::core::Collector;
+use arrakis_support::registered;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub struct Metrics {
@@ -100,25 +100,8 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
-        String::from_utf8(out).expect("prometheus text is UTF-8")
+        arrakis_support::render(&self.registry)
     }
-}
-
-/// Registers a freshly built metric and hands it back. Names and labels are constants, so a
-/// failure here is a programming error.
-fn registered<M: Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: prometheus::Result<M>,
-) -> M {
-    let metric = metric.expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
 }
 
 /// The per-shard series of the publish path, resolved once instead of per event.

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use twilight_gateway::ShardId;
 
-use crate::kv::open_bucket;
 use arrakis_contract::assignment::shard_key;
+use arrakis_support::open_bucket;
 
 /// KV bucket holding one entry per shard.
 pub const BUCKET: &str = "arrakis-gateway-sessions";
@@ -40,7 +40,7 @@ impl SessionStore {
     /// Opens (or creates) the bucket. `pool` keeps several bots apart in one NATS account.
     pub async fn open(client: async_nats::Client, pool: &str) -> anyhow::Result<Self> {
         let kv = open_bucket(
-            client,
+            &jetstream::new(client),
             kv::Config {
                 bucket: BUCKET.into(),
                 description: "arrakis-gateway: Discord sessions to resume, per shard".into(),

@@ -1,9 +1,150 @@
-//! arrakis-worker: a skeleton until issue #4 lands the consumer runtime.
+//! The `arrakis-worker` command: consume (the default), or inspect dead letters and job status.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "arrakis-worker {}: the consumer runtime is not built yet (tracked in issue #4)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::FAILURE
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arrakis_worker::config::{Args, Command, DeadLetterAction, HandlerConfig};
+use arrakis_worker::consumer::{self, Worker};
+use arrakis_worker::dead_letters::{self, DeadLetters};
+use arrakis_worker::discord::Discord;
+use arrakis_worker::handlers::Registry;
+use arrakis_worker::http::{HttpState, router};
+use arrakis_worker::jobs::Jobs;
+use arrakis_worker::metrics::Metrics;
+use arrakis_worker::state::State;
+use async_nats::jetstream;
+use clap::Parser;
+use tokio::sync::{Semaphore, watch};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    arrakis_support::init_logging();
+    let args = Args::parse();
+    let result = match args.command.clone() {
+        None | Some(Command::Run) => run(args).await,
+        Some(Command::DeadLetters { action }) => dead_letter_command(args, action).await,
+        Some(Command::Job { stream, sequence }) => job_command(args, &stream, sequence).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("arrakis-worker: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
+    let url = args
+        .nats_url
+        .as_deref()
+        .ok_or(arrakis_worker::config::ConfigError::NoNats)?;
+    // Connects even if NATS starts after the worker.
+    let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+    if let Some(creds) = &args.nats_creds {
+        options = options
+            .credentials_file(creds)
+            .await
+            .context("reading NATS_CREDS")?;
+    }
+    options
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let consumers = args.consumer_refs()?;
+    if args.concurrency == 0 {
+        return Err(arrakis_worker::config::ConfigError::NoConcurrency.into());
+    }
+    let handler_config = match &args.handlers_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading HANDLERS_CONFIG {}", path.display()))?;
+            HandlerConfig::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => HandlerConfig::builtins_only(),
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = connect(&args).await?;
+    let js = jetstream::new(client.clone());
+    let jobs = Jobs::open(&js).await?;
+    let dead_letters = DeadLetters::open(&js, &args.dead_letter_stream).await?;
+    let worker = Arc::new(Worker {
+        state: State::open(&js).await?,
+        jobs: jobs.clone(),
+        dead_letters: dead_letters.clone(),
+        registry: Registry::new(&handler_config),
+        discord: Discord::new(args.discord_token.clone(), args.discord_api_host.clone()),
+        metrics: Arc::new(Metrics::new()),
+        slots: Arc::new(Semaphore::new(args.concurrency)),
+        drain: Duration::from_secs(args.drain_seconds),
+        js,
+    });
+    let advisories = tokio::spawn(dead_letters::follow_advisories(dead_letters, jobs.clone()));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut bound = Vec::new();
+    for reference in consumers {
+        let (bound_tx, bound_rx) = watch::channel(false);
+        bound.push(bound_rx);
+        tasks.spawn(consumer::run(
+            worker.clone(),
+            reference,
+            shutdown_rx.clone(),
+            bound_tx,
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.http_port))
+        .await
+        .with_context(|| format!("binding HTTP_PORT {}", args.http_port))?;
+    let app = router(HttpState {
+        metrics: worker.metrics.clone(),
+        nats: client.clone(),
+        bound,
+        jobs,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let failure = arrakis_support::run_until_stopped(&mut tasks, &shutdown_tx, "draining").await;
+    advisories.abort();
+    let _ = client.flush().await;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+async fn dead_letter_command(args: Args, action: DeadLetterAction) -> anyhow::Result<()> {
+    let client = connect(&args).await?;
+    let js = jetstream::new(client);
+    let dead_letters = DeadLetters::open(&js, &args.dead_letter_stream).await?;
+    match action {
+        DeadLetterAction::List => {
+            for listed in dead_letters.list().await? {
+                println!("{}", serde_json::to_string(&listed)?);
+            }
+        }
+        DeadLetterAction::Show { sequence } => {
+            let listed = dead_letters.show(sequence, true).await?;
+            println!("{}", serde_json::to_string_pretty(&listed)?);
+        }
+        DeadLetterAction::Replay { sequence } => {
+            let (subject, stored) = dead_letters.replay(sequence).await?;
+            println!("replayed dead letter {sequence} to {subject} (stored as sequence {stored})");
+        }
+    }
+    Ok(())
+}
+
+async fn job_command(args: Args, stream: &str, sequence: u64) -> anyhow::Result<()> {
+    let client = connect(&args).await?;
+    let jobs = Jobs::open(&jetstream::new(client)).await?;
+    let record = jobs.status(stream, sequence).await?;
+    println!("{}", serde_json::to_string_pretty(&record)?);
+    Ok(())
 }

@@ -249,6 +249,17 @@ impl FakeDiscord {
         slash_command(&self.shared, guild_id, command)
     }
 
+    /// A user runs slash command `command` in `guild_id`, but the interaction is not sent on the
+    /// gateway: the caller delivers the returned INTERACTION_CREATE payload itself (for worker tests
+    /// that publish straight to JetStream). Returns id, token and payload.
+    pub fn create_interaction(
+        &self,
+        guild_id: u64,
+        command: &str,
+    ) -> anyhow::Result<(u64, String, Value)> {
+        create_interaction(&self.shared, guild_id, command)
+    }
+
     /// Sends `spec.count` events of one kind at `spec.rate` per second across the world's guilds.
     pub async fn emit(&self, spec: emit::EmitSpec) -> anyhow::Result<emit::EmitReport> {
         emit::run(&self.shared, spec).await
@@ -308,7 +319,19 @@ pub(crate) fn slash_command(
     command: &str,
 ) -> anyhow::Result<(u64, String)> {
     let shard = shard_of_guild(shared, guild_id)?;
-    let (id, token, payload) = {
+    let (id, token, payload) = create_interaction(shared, guild_id, command)?;
+    dispatch(shared, shard, "INTERACTION_CREATE", payload)?;
+    Ok((id, token))
+}
+
+/// Records a new slash-command interaction (so its callback and webhooks are accepted) and returns
+/// its id, token and INTERACTION_CREATE payload, without sending it anywhere.
+pub(crate) fn create_interaction(
+    shared: &Shared,
+    guild_id: u64,
+    command: &str,
+) -> anyhow::Result<(u64, String, Value)> {
+    Ok({
         let mut state = shared.state();
         let guild = state
             .world
@@ -350,9 +373,7 @@ pub(crate) fn slash_command(
             followups: Vec::new(),
         });
         (id, token, payload)
-    };
-    dispatch(shared, shard, "INTERACTION_CREATE", payload)?;
-    Ok((id, token))
+    })
 }
 
 pub(crate) fn dispatch(
