@@ -12,7 +12,7 @@ CHECKOUT_KEY := $(shell printf '%s' '$(CURDIR)' | sha256sum | cut -c1-12)
 export CARGO_TARGET_DIR ?= $(ARRAKIS_CACHE)/target/$(CHECKOUT_KEY)
 CARGO ?= cargo
 
-.PHONY: help test lint unit crds crds-check e2e bench demo demo-down tools cluster-up cluster-down nats-up nats-down
+.PHONY: help test lint unit crds crds-check e2e bench bench-gateway bench-worker demo demo-down tools cluster-up cluster-down nats-up nats-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,8 +42,14 @@ crds-check: ## Fail if crds/ differs from what the Rust API types generate
 e2e: ## Integration and end-to-end suites on real servers (E2E_KUBECONFIG=... for another cluster)
 	e2e/scripts/run-e2e.sh
 
-bench: ## Benchmarks on real servers, release builds (BENCH_ARGS="--runs 3" to change)
-	e2e/scripts/bench.sh $(BENCH_ARGS)
+bench: ## Every benchmark on real servers, release builds
+	e2e/scripts/bench.sh all
+
+bench-gateway: ## The gateway's benchmarks (BENCH_ARGS="--scenario throughput --runs 3" to change)
+	e2e/scripts/bench.sh gateway $(BENCH_ARGS)
+
+bench-worker: ## The worker against nats.js, nats-py and nats bench (BENCH_ARGS="--runs 3 --messages 50000")
+	e2e/scripts/bench.sh worker $(BENCH_ARGS)
 
 demo: ## Bring up the local cluster and NATS, install the CRDs, apply the samples
 	e2e/scripts/demo.sh

@@ -35,8 +35,11 @@ pub const MEMBER_LEAVE: &str = "member.leave";
 pub const MEMBER_UPDATE: &str = "member.update";
 
 /// One Discord gateway dispatch as the gateway publishes it (seed S-4 `GatewayEvent`).
+///
+/// `D` is how `data` is held: parsed (`serde_json::Value`, the default), or raw JSON in
+/// [`GatewayEventRaw`] for consumers that parse the payload only when a handler needs it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GatewayEvent {
+pub struct GatewayEvent<D = serde_json::Value> {
     /// Identifies the event, stable across redeliveries: consumers use it for idempotency.
     pub event_id: String,
     /// The seed's dotted type, e.g. `member.join` (see [`event_type_for`]).
@@ -51,7 +54,26 @@ pub struct GatewayEvent {
     #[serde(default)]
     pub user_id: Option<String>,
     /// The dispatch's `d` object, unchanged.
-    pub data: serde_json::Value,
+    pub data: D,
+}
+
+/// The event with its payload as raw JSON (most of a message's parsing cost is the payload).
+pub type GatewayEventRaw = GatewayEvent<Box<RawValue>>;
+
+impl GatewayEventRaw {
+    /// The whole event, `data` parsed.
+    pub fn to_event(&self) -> serde_json::Result<GatewayEvent> {
+        Ok(GatewayEvent {
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            shard_id: self.shard_id,
+            timestamp: self.timestamp,
+            guild_id: self.guild_id.clone(),
+            channel_id: self.channel_id.clone(),
+            user_id: self.user_id.clone(),
+            data: serde_json::from_str(self.data.get())?,
+        })
+    }
 }
 
 /// The seed's event type for a Discord dispatch name (`t`).
@@ -355,6 +377,21 @@ mod tests {
             let by_ref: serde_json::Value = serde_json::to_value(&by_ref).unwrap();
             assert_eq!(by_ref, serde_json::to_value(&owned).unwrap(), "{dispatch}");
         }
+    }
+
+    #[test]
+    fn the_raw_form_reads_what_the_gateway_writes() {
+        let event = GatewayEvent::from_dispatch(
+            "member.join:1:2:t".into(),
+            "GUILD_MEMBER_ADD",
+            3,
+            4,
+            json!({"guild_id": "1", "user": {"id": "2"}, "joined_at": "t"}),
+        );
+        let text = serde_json::to_string(&event).unwrap();
+        let raw: GatewayEventRaw = serde_json::from_str(&text).unwrap();
+        assert_eq!(raw.event_type, "member.join");
+        assert_eq!(raw.to_event().unwrap(), event);
     }
 
     #[test]

@@ -175,16 +175,19 @@ fn default_timeout() -> String {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Target {
-    /// `builtin`: the built-in handler of the same key.
-    Builtin(BuiltinWord),
+    /// `builtin` or `ack`.
+    Word(Word),
     /// `{bridge: NAME}`.
     Bridge { bridge: String },
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum BuiltinWord {
+pub enum Word {
+    /// The built-in handler of the same key.
     Builtin,
+    /// Acknowledge and do nothing: events a deployment does not care about.
+    Ack,
 }
 
 impl HandlerConfig {
@@ -193,12 +196,7 @@ impl HandlerConfig {
         HandlerConfig {
             routes: Builtin::ALL
                 .iter()
-                .map(|b| {
-                    (
-                        b.route_key().to_owned(),
-                        Target::Builtin(BuiltinWord::Builtin),
-                    )
-                })
+                .map(|b| (b.route_key().to_owned(), Target::Word(Word::Builtin)))
                 .collect(),
             ..Default::default()
         }
@@ -272,7 +270,7 @@ impl HandlerConfig {
                         "route {key:?} names bridge {bridge:?}, which is not defined (bridges: {known:?})"
                     ));
                 }
-                Target::Builtin(_) if Builtin::for_key(key).is_none() => {
+                Target::Word(Word::Builtin) if Builtin::for_key(key).is_none() => {
                     let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.route_key()).collect();
                     return fail(format!(
                         "route {key:?} asks for a built-in handler, and there is none for it (built-ins: {known:?})"
@@ -336,11 +334,13 @@ routes:
   command.stats: {bridge: legacy}
   button.verify: {bridge: legacy}
   member.join: builtin
+  typing.start: ack
 default: {bridge: legacy}
 "#,
         )
         .unwrap();
-        assert_eq!(config.routes.len(), 4);
+        assert_eq!(config.routes.len(), 5);
+        assert_eq!(config.routes["typing.start"], Target::Word(Word::Ack));
         assert_eq!(
             config.routes["command.stats"],
             Target::Bridge {

@@ -84,18 +84,17 @@ pub async fn run(
 
     let (expired_tx, expired) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let mut messages = pull.messages().await.context("pulling messages")?;
+    let mut messages = pull_messages(&pull).await?;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             next = messages.next() => match next {
                 Some(Ok(message)) => {
-                    tasks.spawn(process(worker.clone(), bound.clone(), message, expired.clone()));
+                    // Boxed first: the task then moves a pointer, not the whole future, into place.
+                    tasks.spawn(Box::pin(process(worker.clone(), bound.clone(), message, expired.clone())));
                 }
                 Some(Err(error)) => tracing::warn!(consumer = bound.name, %error, "pull failed; async-nats retries"),
-                None => {
-                    messages = pull.messages().await.context("pulling messages again")?;
-                }
+                None => messages = pull_messages(&pull).await?,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -114,6 +113,18 @@ pub async fn run(
         while tasks.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// Messages are pulled this many at a time (async-nats' default is 200; more per request means
+/// fewer round trips at high rates, and the consumer's max_ack_pending still bounds what is out).
+const PULL_BATCH: usize = 500;
+
+async fn pull_messages(pull: &consumer::PullConsumer) -> anyhow::Result<consumer::pull::Stream> {
+    pull.stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .messages()
+        .await
+        .context("pulling messages")
 }
 
 async fn bind(
@@ -186,14 +197,8 @@ async fn process(
     let event = match event::parse(&message.payload) {
         Ok(event) => event,
         Err(error) => {
-            return finish_dead(
-                &worker,
-                &bound,
-                &message,
-                dead(DeadReason::Terminated, error.to_string(), None),
-                arrived,
-            )
-            .await;
+            let dead_end = dead(DeadReason::Terminated, error.to_string(), None);
+            return Box::pin(finish_dead(&worker, &bound, &message, dead_end, arrived)).await;
         }
     };
     let interaction = match Interaction::of(&event) {
@@ -204,16 +209,14 @@ async fn process(
                 error.to_string(),
                 Some(event.event_id.clone()),
             );
-            return finish_dead(&worker, &bound, &message, dead_end, arrived).await;
+            return Box::pin(finish_dead(&worker, &bound, &message, dead_end, arrived)).await;
         }
     };
     let key = route_key(&event, interaction.as_ref());
     let handler = worker.registry.route(&key).cloned();
     let guarded = handler.as_ref().is_some_and(Handler::needs_idempotency);
     if guarded
-        && worker
-            .state
-            .is_done(consumer, &event.event_id)
+        && Box::pin(worker.state.is_done(consumer, &event.event_id))
             .await
             .unwrap_or(false)
     {
@@ -230,7 +233,7 @@ async fn process(
     let progress = keep_in_progress(&message, bound.policy.ack_window(delivered, bound.ack_wait));
     tokio::pin!(progress);
     if let Some(interaction) = interaction.as_ref().filter(|i| i.kind.is_deferred()) {
-        defer(&worker, consumer, interaction, event.timestamp).await;
+        Box::pin(defer(&worker, consumer, interaction, event.timestamp)).await;
     }
 
     let permit = tokio::select! {
@@ -243,19 +246,33 @@ async fn process(
         }
     };
     let limited = match (&interaction, worker.registry.limits(&key)) {
-        (Some(interaction), Some(limits)) => over_limit(&worker, &key, interaction, limits).await,
+        (Some(interaction), Some(limits)) => {
+            Box::pin(over_limit(&worker, &key, interaction, limits)).await
+        }
         _ => None,
     };
     let handled = match &handler {
         _ if limited.is_some() => Handled::reply(limited.unwrap_or_default()),
+        // Nothing to run: the payload is never parsed.
+        Some(Handler::Ack) => Handled::done(),
         Some(handler) => {
+            let full = match event.to_event() {
+                Ok(full) => full,
+                Err(error) => {
+                    let error = format!("the event's data does not parse: {error}");
+                    let dead_end =
+                        dead(DeadReason::Terminated, error, Some(event.event_id.clone()));
+                    return Box::pin(finish_dead(&worker, &bound, &message, dead_end, arrived))
+                        .await;
+                }
+            };
             let request = Request {
-                event: &event,
+                event: &full,
                 interaction: interaction.as_ref(),
                 state: &worker.state,
             };
             tokio::select! {
-                handled = handler.handle(&request) => handled,
+                handled = Box::pin(handler.handle(&request)) => handled,
                 () = &mut progress => unreachable!("progress never ends"),
                 () = raised(&mut expired) => {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -280,53 +297,52 @@ async fn process(
 
     let disposition = bound.policy.disposition(&handled.outcome, delivered);
     if let Some(interaction) = &interaction {
-        answer(&worker, interaction, &handled, &disposition).await;
+        Box::pin(answer(&worker, interaction, &handled, &disposition)).await;
     }
     match disposition {
         Disposition::Ack => {
-            if guarded && let Err(error) = worker.state.mark_done(consumer, &event.event_id).await {
+            if guarded
+                && let Err(error) =
+                    Box::pin(worker.state.mark_done(consumer, &event.event_id)).await
+            {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "could not record the event as done"
                 );
             }
             if delivered > 1 {
-                worker
-                    .jobs
-                    .record(job(
-                        &bound,
-                        &message,
-                        sequence,
-                        delivered,
-                        JobState::Done,
-                        None,
-                        &event.event_id,
-                    ))
-                    .await;
+                Box::pin(worker.jobs.record(job(
+                    &bound,
+                    &message,
+                    sequence,
+                    delivered,
+                    JobState::Done,
+                    None,
+                    &event.event_id,
+                )))
+                .await;
             }
             let _ = message.ack().await;
             settle_metrics(&worker, consumer, "ack", arrived);
         }
         Disposition::Nak(delay) => {
-            worker
-                .jobs
-                .record(job(
-                    &bound,
-                    &message,
-                    sequence,
-                    delivered,
-                    JobState::Retrying,
-                    handled.outcome.error(),
-                    &event.event_id,
-                ))
-                .await;
+            Box::pin(worker.jobs.record(job(
+                &bound,
+                &message,
+                sequence,
+                delivered,
+                JobState::Retrying,
+                handled.outcome.error(),
+                &event.event_id,
+            )))
+            .await;
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             settle_metrics(&worker, consumer, "nak", arrived);
         }
         Disposition::Term { reason } => {
             let error = handled.outcome.error().unwrap_or_default().to_owned();
             let dead_end = dead(reason, error, Some(event.event_id.clone()));
-            finish_dead(&worker, &bound, &message, dead_end, arrived).await;
+            Box::pin(finish_dead(&worker, &bound, &message, dead_end, arrived)).await;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the worker reads out of a gateway event: the route key that picks its handler, the
 //! interaction it carries (if any), and the seed's legacy payload for bridged handlers.
 
-use arrakis_contract::{GatewayEvent, INTERACTION_CREATE};
+use arrakis_contract::{GatewayEvent, GatewayEventRaw, INTERACTION_CREATE};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -55,8 +55,8 @@ pub enum EventError {
     UnknownInteractionType(u64),
 }
 
-/// Parses a message payload as the wire contract's event.
-pub fn parse(payload: &[u8]) -> Result<GatewayEvent, EventError> {
+/// Parses a message payload as the wire contract's event, its `data` left raw.
+pub fn parse(payload: &[u8]) -> Result<GatewayEventRaw, EventError> {
     serde_json::from_slice(payload).map_err(|e| EventError::NotAnEvent(e.to_string()))
 }
 
@@ -77,11 +77,11 @@ struct RawInteraction {
 
 impl Interaction {
     /// The interaction in `event`, if it is an INTERACTION_CREATE.
-    pub fn of(event: &GatewayEvent) -> Result<Option<Interaction>, EventError> {
+    pub fn of(event: &GatewayEventRaw) -> Result<Option<Interaction>, EventError> {
         if event.event_type != INTERACTION_CREATE {
             return Ok(None);
         }
-        let raw: RawInteraction = serde_json::from_value(event.data.clone())
+        let raw: RawInteraction = serde_json::from_str(event.data.get())
             .map_err(|e| EventError::NotAnEvent(e.to_string()))?;
         let snowflake = |value: Option<String>, field| {
             value
@@ -136,7 +136,7 @@ impl Interaction {
 }
 
 /// The route key of any event: its interaction's, or its event type (`member.join`).
-pub fn route_key(event: &GatewayEvent, interaction: Option<&Interaction>) -> String {
+pub fn route_key(event: &GatewayEventRaw, interaction: Option<&Interaction>) -> String {
     match interaction {
         Some(interaction) => interaction.route_key(),
         None => event.event_type.clone(),
@@ -199,8 +199,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn interaction_event(data: Value) -> GatewayEvent {
-        GatewayEvent::from_dispatch("interaction:1".into(), "INTERACTION_CREATE", 0, 1_000, data)
+    fn interaction_event(data: Value) -> GatewayEventRaw {
+        let event = GatewayEvent::from_dispatch(
+            "interaction:1".into(),
+            "INTERACTION_CREATE",
+            0,
+            1_000,
+            data,
+        );
+        parse(&serde_json::to_vec(&event).unwrap()).unwrap()
     }
 
     #[test]
@@ -260,8 +267,11 @@ mod tests {
             "data": {"name": "stats"},
         }));
         let interaction = Interaction::of(&event).unwrap();
-        let legacy =
-            serde_json::to_value(LegacyPayload::from_event(&event, interaction.as_ref())).unwrap();
+        let legacy = serde_json::to_value(LegacyPayload::from_event(
+            &event.to_event().unwrap(),
+            interaction.as_ref(),
+        ))
+        .unwrap();
         assert_eq!(legacy["eventId"], "interaction:1");
         assert_eq!(legacy["eventType"], "interaction.command.stats");
         assert_eq!(legacy["timestamp"], 1_000);

@@ -19,7 +19,8 @@ pub struct HttpState {
     pub nats: async_nats::Client,
     /// One flag per consumer: raised once it is bound and pulling.
     pub bound: Vec<watch::Receiver<bool>>,
-    pub jobs: Jobs,
+    /// Set once NATS has been reached and the job bucket opened.
+    pub jobs: Arc<std::sync::OnceLock<Jobs>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -56,7 +57,13 @@ async fn job(
     State(state): State<HttpState>,
     Path((stream, sequence)): Path<(String, u64)>,
 ) -> impl IntoResponse {
-    match state.jobs.status(&stream, sequence).await {
+    let Some(jobs) = state.jobs.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "NATS has not been reached yet"})),
+        );
+    };
+    match jobs.status(&stream, sequence).await {
         Ok(record) => (
             StatusCode::OK,
             Json(serde_json::to_value(record).expect("records serialise")),

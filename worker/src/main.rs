@@ -18,6 +18,9 @@ use async_nats::jetstream;
 use clap::Parser;
 use tokio::sync::{Semaphore, watch};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     arrakis_support::init_logging();
@@ -70,28 +73,52 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = connect(&args).await?;
+    let metrics = Arc::new(Metrics::new());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut bound_tx = Vec::new();
+    let mut bound = Vec::new();
+    for _ in &consumers {
+        let (tx, rx) = watch::channel(false);
+        bound_tx.push(tx);
+        bound.push(rx);
+    }
+    // Served from the start, so probes see the worker alive (and not ready) while NATS is away.
+    let jobs_slot = Arc::new(std::sync::OnceLock::new());
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.http_port))
+        .await
+        .with_context(|| format!("binding HTTP_PORT {}", args.http_port))?;
+    let app = router(HttpState {
+        metrics: metrics.clone(),
+        nats: client.clone(),
+        bound,
+        jobs: jobs_slot.clone(),
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
     let js = jetstream::new(client.clone());
-    let jobs = Jobs::open(&js).await?;
-    let dead_letters = DeadLetters::open(&js, &args.dead_letter_stream).await?;
+    let opened = tokio::select! {
+        opened = open_state(&js, &args.dead_letter_stream) => Some(opened),
+        () = arrakis_support::terminated() => None,
+    };
+    let Some((jobs, dead_letters, state)) = opened else {
+        return Ok(());
+    };
+    let _ = jobs_slot.set(jobs.clone());
     let worker = Arc::new(Worker {
-        state: State::open(&js).await?,
+        state,
         jobs: jobs.clone(),
         dead_letters: dead_letters.clone(),
         registry: Registry::new(&handler_config),
         discord: Discord::new(args.discord_token.clone(), args.discord_api_host.clone()),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         slots: Arc::new(Semaphore::new(args.concurrency)),
         drain: Duration::from_secs(args.drain_seconds),
         js,
     });
-    let advisories = tokio::spawn(dead_letters::follow_advisories(dead_letters, jobs.clone()));
+    let advisories = tokio::spawn(dead_letters::follow_advisories(dead_letters, jobs));
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut bound = Vec::new();
-    for reference in consumers {
-        let (bound_tx, bound_rx) = watch::channel(false);
-        bound.push(bound_rx);
+    for (reference, bound_tx) in consumers.into_iter().zip(bound_tx) {
         tasks.spawn(consumer::run(
             worker.clone(),
             reference,
@@ -99,16 +126,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bound_tx,
         ));
     }
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.http_port))
-        .await
-        .with_context(|| format!("binding HTTP_PORT {}", args.http_port))?;
-    let app = router(HttpState {
-        metrics: worker.metrics.clone(),
-        nats: client.clone(),
-        bound,
-        jobs,
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
 
     let failure = arrakis_support::run_until_stopped(&mut tasks, &shutdown_tx, "draining").await;
     advisories.abort();
@@ -116,6 +133,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     match failure {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// Opens the worker's buckets and streams, trying again every second while NATS cannot be reached.
+async fn open_state(
+    js: &jetstream::Context,
+    dead_letter_stream: &str,
+) -> (Jobs, DeadLetters, State) {
+    loop {
+        let opened = async {
+            Ok::<_, anyhow::Error>((
+                Jobs::open(js).await?,
+                DeadLetters::open(js, dead_letter_stream).await?,
+                State::open(js).await?,
+            ))
+        };
+        match opened.await {
+            Ok(opened) => return opened,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "NATS is not usable yet; trying again in 1 s"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

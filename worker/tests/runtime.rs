@@ -376,3 +376,111 @@ async fn dead_letters_can_be_listed_inspected_and_replayed() {
     assert_eq!(job["state"], "done");
     terminate(w).await;
 }
+
+#[tokio::test]
+async fn the_worker_waits_for_nats_and_reports_the_seeds_metrics() {
+    let (mut nats, js) = setup().await;
+    durable(&js, "EVENTS", "event-worker", Default::default()).await;
+    nats.stop();
+    let w = worker(&nats, "EVENTS/event-worker", &[]);
+    let ready = format!("http://127.0.0.1:{}/readyz", w.http_port);
+    // Up and answering, not ready: NATS is down.
+    let answered = wait::until(DEADLINE, || async {
+        let response = arrakis_e2e::http::get(&ready, None).await.ok()?;
+        (response.status == 503).then_some(())
+    });
+    assert!(
+        answered.await.is_some(),
+        "/readyz answers 503 while NATS is down"
+    );
+    nats.restart().await.expect("nats-server again");
+    let js = jetstream::new(nats.connect().await.expect("connect"));
+    // Memory streams do not survive the restart.
+    streams(&js).await;
+    durable(&js, "EVENTS", "event-worker", Default::default()).await;
+    publish_event(&js, "events.member.join", &member_join(7, 1)).await;
+    await_settled(&js, "EVENTS", "event-worker").await;
+
+    let metrics = format!("http://127.0.0.1:{}/metrics", w.http_port);
+    let body = arrakis_e2e::http::get(&metrics, None)
+        .await
+        .expect("metrics")
+        .body;
+    assert!(
+        body.contains(
+            r#"nats_consumer_messages_processed_total{consumer="event-worker",status="ack"} 1"#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("nats_consumer_message_processing_duration_seconds_count"),
+        "{body}"
+    );
+    terminate(w).await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_running_handlers_finish_and_naks_what_cannot() {
+    let (nats, js) = setup().await;
+    durable(&js, "EVENTS", "event-worker", Default::default()).await;
+    let slow = Service::slow(Duration::from_millis(1500), |_| (StatusCode::OK, json!({}))).await;
+    let config = bridge_config(&slow.url, &["member.join"], "");
+    let mut w = worker(
+        &nats,
+        "EVENTS/event-worker",
+        &[
+            ("HANDLERS_CONFIG", config.path().to_str().unwrap()),
+            ("CONCURRENCY", "1"),
+            ("DRAIN_SECONDS", "2"),
+        ],
+    );
+    for user in 1..=3 {
+        publish_event(&js, "events.member.join", &member_join(7, user)).await;
+    }
+    wait::until(DEADLINE, || async { (slow.count() >= 1).then_some(()) })
+        .await
+        .expect("the first handler runs");
+    let pid = w.child.id().unwrap().to_string();
+    tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(DEADLINE, w.child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // The first finished inside the drain; the second started and was cut off; the third never ran.
+    assert_eq!(slow.count(), 2);
+    let mut consumer: consumer::PullConsumer = js
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .get_consumer("event-worker")
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.info().await.unwrap().ack_floor.stream_sequence,
+        1,
+        "only the first was acked"
+    );
+
+    // Nothing is lost: the nak'd ones come back to the next worker.
+    let fast = Service::start(|_| (StatusCode::OK, json!({}))).await;
+    let (next, _config) = event_worker_bridged(&nats, &fast, &["member.join"], "");
+    await_settled(&js, "EVENTS", "event-worker").await;
+    let ids: std::collections::BTreeSet<String> = fast
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "the second and third events, each once: {ids:?}"
+    );
+    terminate(next).await;
+}

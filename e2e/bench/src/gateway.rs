@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use arrakis_bench::{cpu_seconds, median, rss_kib};
 use arrakis_contract::GatewayEvent;
 use arrakis_e2e::nats::{NatsServer, stream_config};
 use arrakis_e2e::wait;
@@ -90,11 +91,6 @@ async fn main() -> anyhow::Result<()> {
         cold_start(&args).await?;
     }
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 async fn throughput(args: &Args) -> anyhow::Result<()> {
@@ -450,24 +446,4 @@ async fn await_count(stream: &mut stream::Stream, count: u64) -> anyhow::Result<
         Some(()) => bail!("stream holds {have} messages, more than the {count} sent"),
         None => bail!("stream holds {have} of {count} messages after {DEADLINE:?}"),
     }
-}
-
-/// User plus system CPU seconds of a process, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // Linux reports in clock ticks; USER_HZ is 100 on every mainstream configuration.
-    Ok(ticks / 100.0)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS in /proc/PID/status")
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arrakis_contract::GatewayEvent;
 
-use crate::config::{HandlerConfig, Target, parse_duration};
+use crate::config::{HandlerConfig, Target, Word, parse_duration};
 use crate::event::Interaction;
 use crate::outcome::Outcome;
 use crate::state::State;
@@ -65,6 +65,8 @@ pub struct Request<'a> {
 pub enum Handler {
     Builtin(Builtin),
     Bridge(Arc<Bridge>),
+    /// Succeeds at once (route target `ack`).
+    Ack,
 }
 
 impl Handler {
@@ -72,6 +74,7 @@ impl Handler {
         match self {
             Handler::Builtin(builtin) => builtin.handle(request).await,
             Handler::Bridge(bridge) => bridge.handle(request).await,
+            Handler::Ack => Handled::done(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Handler {
         match self {
             Handler::Builtin(builtin) => format!("builtin:{}", builtin.route_key()),
             Handler::Bridge(bridge) => format!("bridge:{}", bridge.name()),
+            Handler::Ack => "ack".into(),
         }
     }
 }
@@ -119,7 +123,10 @@ impl Registry {
             })
             .collect();
         let resolve = |key: &str, target: &Target| match target {
-            Target::Builtin(_) => Handler::Builtin(Builtin::for_key(key).expect("validated")),
+            Target::Word(Word::Builtin) => {
+                Handler::Builtin(Builtin::for_key(key).expect("validated"))
+            }
+            Target::Word(Word::Ack) => Handler::Ack,
             Target::Bridge { bridge } => Handler::Bridge(bridges[bridge.as_str()].clone()),
         };
         Registry {
