@@ -224,3 +224,55 @@ async fn limited_commands_tell_the_user_to_wait() {
     );
     terminate(w).await;
 }
+
+#[tokio::test]
+async fn built_in_commands_answer_from_the_state_events_built() {
+    let (nats, js, fake) = setup().await;
+    durable(&js, "EVENTS", "event-worker", Default::default()).await;
+    let guild = fake.guilds()[0].id;
+    let w = worker(
+        &nats,
+        "EVENTS/event-worker,COMMANDS/command-worker",
+        &[("DISCORD_API_HOST", &fake.http_host())],
+    );
+    let joined = GatewayEvent::from_dispatch(
+        format!("guild.join:{guild}"),
+        "GUILD_CREATE",
+        0,
+        arrakis_worker::state::now_ms(),
+        json!({"id": guild.to_string(), "name": "Arrakis HQ", "member_count": 3}),
+    );
+    publish_event(&js, "events.guild.join", &joined).await;
+    for user in [11, 12, 12] {
+        // User 12's join arrives twice (a redelivery): it counts once.
+        publish_event(&js, "events.member.join", &member_join(guild, user)).await;
+    }
+    await_settled(&js, "EVENTS", "event-worker").await;
+    let communities = js.get_key_value("arrakis-communities").await.unwrap();
+    let community: serde_json::Value =
+        serde_json::from_slice(&communities.get(guild.to_string()).await.unwrap().unwrap())
+            .unwrap();
+    assert_eq!(community["name"], "Arrakis HQ");
+    assert_eq!(community["active"], true);
+
+    let directory = run_command(&js, &fake, "directory").await;
+    let leaderboard = run_command(&js, &fake, "leaderboard").await;
+    await_settled(&js, "COMMANDS", "command-worker").await;
+    let truth = fake.truth();
+    let edit = |id: u64| {
+        truth
+            .interactions
+            .iter()
+            .find(|i| i.id == id)
+            .unwrap()
+            .edits[0]
+            .clone()
+    };
+    assert_eq!(edit(directory), "Members:\n1. user11\n2. user12");
+    assert_eq!(
+        edit(leaderboard),
+        "Leaderboard:\n1. user11 (1)\n2. user12 (1)",
+        "the repeated join (same event id) counted once"
+    );
+    terminate(w).await;
+}

@@ -484,3 +484,25 @@ async fn sigterm_lets_running_handlers_finish_and_naks_what_cannot() {
     );
     terminate(next).await;
 }
+
+#[tokio::test]
+async fn a_bridge_that_does_not_answer_in_time_is_retried_then_dead_lettered() {
+    let (nats, js) = setup().await;
+    durable(&js, "EVENTS", "event-worker", retrying(2)).await;
+    // The config gives the bridge 2 s; the service takes 3.
+    let silent = Service::slow(Duration::from_secs(3), |_| (StatusCode::OK, json!({}))).await;
+    let (w, _config) = event_worker_bridged(&nats, &silent, &["member.join"], "");
+    publish_event(&js, "events.member.join", &member_join(7, 1)).await;
+    let dead = dead_letters(&js, 1).await;
+    let error = header(&dead[0].0, "Arrakis-Dead-Error");
+    assert!(
+        error.contains("no answer") && error.contains("within 2s"),
+        "{error}"
+    );
+    assert_eq!(
+        header(&dead[0].0, "Arrakis-Dead-Deliveries"),
+        "2",
+        "timeouts are retried"
+    );
+    terminate(w).await;
+}
