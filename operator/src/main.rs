@@ -19,6 +19,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers (today: NatsStream) until SIGTERM.
+    Run {
+        /// NATS for resources that name no servers of their own.
+        #[arg(long, env = "NATS_URL", default_value = "nats://nats:4222")]
+        nats_url: String,
+        /// This replica's name in Events (the downward API's metadata.name).
+        #[arg(long, env = "POD_NAME")]
+        pod_name: Option<String>,
+    },
     /// Print the CustomResourceDefinitions as YAML (all in one stream), or write one file each.
     Crd {
         /// Write `<plural>.arrakis.dev.yaml` files into this directory instead of printing.
@@ -27,10 +36,27 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Run { nats_url, pod_name } => run(&nats_url, pod_name).await,
     }
+}
+
+async fn run(nats_url: &str, pod_name: Option<String>) -> anyhow::Result<()> {
+    arrakis_support::init_logging();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let ctx = std::sync::Arc::new(arrakis_operator::context::Context::new(
+        client.clone(),
+        nats_url,
+        pod_name,
+    ));
+    tracing::info!(nats = nats_url, "reconciling NatsStreams");
+    arrakis_operator::stream::run(kube::Api::all(client), ctx, arrakis_support::terminated()).await;
+    Ok(())
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -1,0 +1,44 @@
+//! What every reconciler gets: the Kubernetes client, NATS connections, an Events recorder.
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::nats::Connections;
+
+/// The one field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "arrakis-operator";
+/// `"false"` lets a resource go without touching what it manages in JetStream.
+pub const MANAGED_ANNOTATION: &str = "arrakis.dev/managed";
+
+pub struct Context {
+    pub client: Client,
+    pub nats: Connections,
+    /// How often objects in sync are checked again, to correct drift made behind the operator's back.
+    pub resync: Duration,
+    recorder: Recorder,
+}
+
+/// The default of [`Context::resync`].
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+impl Context {
+    /// `default_nats`: the NATS URL(s) resources without their own `connection` use.
+    pub fn new(client: Client, default_nats: &str, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            nats: Connections::new(default_nats),
+            resync: RESYNC,
+            client,
+        }
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+}
