@@ -5,4 +5,5 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 pub mod nats;
+pub mod rebalance;
 pub mod stream;

@@ -402,16 +402,14 @@ async fn the_worker_waits_for_nats_and_reports_the_seeds_metrics() {
     await_settled(&js, "EVENTS", "event-worker").await;
 
     let metrics = format!("http://127.0.0.1:{}/metrics", w.http_port);
-    let body = arrakis_e2e::http::get(&metrics, None)
-        .await
-        .expect("metrics")
-        .body;
-    assert!(
-        body.contains(
-            r#"nats_consumer_messages_processed_total{consumer="event-worker",status="ack"} 1"#
-        ),
-        "{body}"
-    );
+    // The counter moves just after the ack is sent, so the server may see the ack first.
+    let acked = r#"nats_consumer_messages_processed_total{consumer="event-worker",status="ack"} 1"#;
+    let counted = wait::until(DEADLINE, || async {
+        let body = arrakis_e2e::http::get(&metrics, None).await.ok()?.body;
+        body.contains(acked).then_some(body)
+    })
+    .await;
+    let body = counted.expect("the ack is counted under the seed's metric name");
     assert!(
         body.contains("nats_consumer_message_processing_duration_seconds_count"),
         "{body}"
@@ -451,21 +449,8 @@ async fn sigterm_lets_running_handlers_finish_and_naks_what_cannot() {
         .expect("exits")
         .unwrap();
     assert!(status.success(), "{status}");
-    // The first finished inside the drain; the second started and was cut off; the third never ran.
+    // One finished inside the drain; the next started and was cut off; the last never ran.
     assert_eq!(slow.count(), 2);
-    let mut consumer: consumer::PullConsumer = js
-        .get_stream("EVENTS")
-        .await
-        .unwrap()
-        .get_consumer("event-worker")
-        .await
-        .unwrap();
-    assert_eq!(
-        consumer.info().await.unwrap().ack_floor.stream_sequence,
-        1,
-        "only the first was acked"
-    );
-
     // Nothing is lost: the nak'd ones come back to the next worker.
     let fast = Service::start(|_| (StatusCode::OK, json!({}))).await;
     let (next, _config) = event_worker_bridged(&nats, &fast, &["member.join"], "");
@@ -477,10 +462,16 @@ async fn sigterm_lets_running_handlers_finish_and_naks_what_cannot() {
         .iter()
         .filter_map(|(id, _)| id.clone())
         .collect();
-    assert_eq!(
-        ids.len(),
-        2,
-        "the second and third events, each once: {ids:?}"
+    // Which of the three ran first is up to the scheduler; what matters is that the one acked
+    // during the drain is not redone and the two nak'd ones are, each once.
+    assert_eq!(ids.len(), 2, "the two nak'd events, each once: {ids:?}");
+    let finished = slow.requests.lock().unwrap()[0]
+        .0
+        .clone()
+        .expect("event id");
+    assert!(
+        !ids.contains(&finished),
+        "the event finished during the drain is not redone"
     );
     terminate(next).await;
 }
