@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the controllers (today: NatsStream) until SIGTERM.
+    /// Run the controllers (today: NatsStream, NatsConsumer) until SIGTERM.
     Run {
         /// NATS for resources that name no servers of their own.
         #[arg(long, env = "NATS_URL", default_value = "nats://nats:4222")]
@@ -54,8 +54,26 @@ async fn run(nats_url: &str, pod_name: Option<String>) -> anyhow::Result<()> {
         nats_url,
         pod_name,
     ));
-    tracing::info!(nats = nats_url, "reconciling NatsStreams");
-    arrakis_operator::stream::run(kube::Api::all(client), ctx, arrakis_support::terminated()).await;
+    tracing::info!(nats = nats_url, "reconciling NatsStreams and NatsConsumers");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let streams = arrakis_operator::jetstream_controller::run(
+        kube::Api::<arrakis_operator::api::NatsStream>::all(client.clone()),
+        ctx.clone(),
+        stopped(stop_rx.clone()),
+    );
+    let consumers = arrakis_operator::jetstream_controller::run(
+        kube::Api::<arrakis_operator::api::NatsConsumer>::all(client),
+        ctx,
+        stopped(stop_rx),
+    );
+    let signal = async {
+        arrakis_support::terminated().await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(streams, consumers, signal);
     Ok(())
 }
 

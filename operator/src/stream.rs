@@ -6,38 +6,25 @@
 //! itself. Only fields the spec sets are compared: the server's defaults never cause an update
 //! and are never written back into the spec.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
 
 use crate::api::nats_stream::{
     Compression, DeletionPolicy, Discard, NatsStream, NatsStreamSpec, Retention, Storage,
     StreamState,
 };
+use crate::claims::{OWNER_KEY, owner_of, rival};
 use crate::conditions;
 use crate::context::{Context, FIELD_MANAGER, MANAGED_ANNOTATION};
+use crate::jetstream_controller::{Error, JetStreamObject, RETRY, managed};
 use crate::nats::NatsError;
 
 /// Finalizer that deletes the JetStream stream before the resource goes.
 pub const FINALIZER: &str = "arrakis.dev/nats-stream";
-/// How soon a failed pass is retried.
-const RETRY: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("writing the status: {0}")]
-    Status(#[source] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-}
 
 /// What a pass found, which becomes the Ready condition.
 #[derive(Debug, PartialEq)]
@@ -52,48 +39,16 @@ enum Outcome {
     },
 }
 
-/// Runs the controller over the NatsStreams `api` sees (all namespaces, or one in tests) until
-/// `shutdown` resolves.
-pub async fn run(
-    api: Api<NatsStream>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "NatsStream reconcile failed");
-            }
-        })
-        .await;
-}
+impl JetStreamObject for NatsStream {
+    const FINALIZER: &'static str = FINALIZER;
 
-fn error_policy(_: Arc<NatsStream>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "NatsStream reconcile error");
-    Action::requeue(RETRY)
-}
+    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send {
+        apply(self, ctx)
+    }
 
-async fn reconcile(object: Arc<NatsStream>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = object.namespace().unwrap_or_default();
-    let api: Api<NatsStream> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, object, |event| async {
-        match event {
-            Finalizer::Apply(object) => apply(&object, &ctx).await,
-            Finalizer::Cleanup(object) => cleanup(&object, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
-}
-
-fn managed(object: &NatsStream) -> bool {
-    object
-        .annotations()
-        .get(MANAGED_ANNOTATION)
-        .map(String::as_str)
-        != Some("false")
+    fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send {
+        cleanup(self, ctx)
+    }
 }
 
 async fn apply(object: &NatsStream, ctx: &Context) -> Result<Action, Error> {
@@ -112,42 +67,6 @@ async fn apply(object: &NatsStream, ctx: &Context) -> Result<Action, Error> {
     };
     write_status(object, ctx, outcome).await?;
     Ok(Action::requeue(requeue))
-}
-
-/// The stream's metadata key naming the NatsStream that manages it (`namespace/name/uid`).
-pub const OWNER_KEY: &str = "arrakis.dev/owner";
-
-fn owner_of(object: &NatsStream) -> String {
-    format!(
-        "{}/{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any(),
-        object.uid().unwrap_or_default()
-    )
-}
-
-/// Another NatsStream that manages the stream and still exists, if any. The first resource to
-/// claim a stream keeps it; a claim whose resource is gone is taken over.
-async fn rival(object: &NatsStream, ctx: &Context, live: &stream::Config) -> Option<String> {
-    let claim = live.metadata.get(OWNER_KEY)?;
-    if *claim == owner_of(object) {
-        return None;
-    }
-    let mut parts = claim.splitn(3, '/');
-    let (namespace, name, uid) = (parts.next()?, parts.next()?, parts.next()?);
-    let api: Api<NatsStream> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.get_opt(name).await {
-        Ok(Some(other))
-            if other.uid().as_deref() == Some(uid)
-                && other.metadata.deletion_timestamp.is_none() =>
-        {
-            Some(format!("{namespace}/{name}"))
-        }
-        // Gone, replaced by a namesake, or being deleted: the claim is stale.
-        Ok(_) => None,
-        // Unknown: assume the claim holds rather than fight over the stream.
-        Err(_) => Some(format!("{namespace}/{name}")),
-    }
 }
 
 async fn sync(object: &NatsStream, ctx: &Context) -> Outcome {
@@ -176,7 +95,9 @@ async fn sync(object: &NatsStream, ctx: &Context) -> Outcome {
     let result = match js.get_stream(name).await {
         Ok(mut existing) => match existing.info().await {
             Ok(info) => {
-                if let Some(other) = rival(object, ctx, &info.config).await {
+                if let Some(other) =
+                    rival(&ctx.client, object, info.config.metadata.get(OWNER_KEY)).await
+                {
                     return Outcome::Failed {
                         reason: "ResourceConflict",
                         message: format!(
@@ -361,30 +282,11 @@ async fn write_status(object: &NatsStream, ctx: &Context, outcome: Outcome) -> R
 }
 
 async fn publish(ctx: &Context, object: &NatsStream, reason: &str, note: &str) {
-    emit(ctx.recorder(), object, EventType::Normal, reason, note).await;
+    ctx.event(object, false, reason, note).await;
 }
 
 async fn publish_warning(ctx: &Context, object: &NatsStream, reason: &str, note: &str) {
-    emit(ctx.recorder(), object, EventType::Warning, reason, note).await;
-}
-
-async fn emit(
-    recorder: &Recorder,
-    object: &NatsStream,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note.to_owned()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::debug!(%error, "could not record an Event");
-    }
+    ctx.event(object, true, reason, note).await;
 }
 
 /// The JetStream config the spec asks for. Unset spec fields are left at the server's defaults.

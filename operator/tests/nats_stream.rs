@@ -84,7 +84,7 @@ async fn streams_are_created_kept_in_line_and_deleted_by_policy() {
     let js = jetstream::new(nats.connect().await.expect("connect"));
     let mut context = Context::new(client.clone(), nats.url(), None);
     context.resync = Duration::from_millis(500);
-    let controller = tokio::spawn(arrakis_operator::stream::run(
+    let controller = tokio::spawn(arrakis_operator::jetstream_controller::run(
         api.clone(),
         Arc::new(context),
         std::future::pending(),
