@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod consumer;
 pub mod context;
 pub mod crd;
+pub mod gateway_workload;
 pub mod jetstream_controller;
 pub mod nats;
 pub mod rebalance;
