@@ -54,7 +54,9 @@ bench-worker: ## The worker against nats.js, nats-py and nats bench (BENCH_ARGS=
 demo: ## Bring up the local cluster and NATS, install the CRDs, apply the samples
 	e2e/scripts/demo.sh
 
-demo-down: nats-down cluster-down ## Stop what `make demo` started
+demo-down: ## Stop what `make demo` started
+	e2e/scripts/operator.sh stop
+	$(MAKE) nats-down cluster-down
 
 tools: ## Build the control plane, KWOK and NATS binaries into the cache (idempotent)
 	e2e/scripts/build-tools.sh all
