@@ -1,10 +1,12 @@
 //! What every reconciler gets: the Kubernetes client, NATS connections, an Events recorder.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
+use crate::metrics::Metrics;
 use crate::nats::Connections;
 
 /// The one field manager of every server-side apply the operator makes.
@@ -15,6 +17,7 @@ pub const MANAGED_ANNOTATION: &str = "arrakis.dev/managed";
 pub struct Context {
     pub client: Client,
     pub nats: Connections,
+    pub metrics: Arc<Metrics>,
     /// How often objects in sync are checked again, to correct drift made behind the operator's back.
     pub resync: Duration,
     recorder: Recorder,
@@ -33,6 +36,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             nats: Connections::new(default_nats),
+            metrics: Arc::default(),
             resync: RESYNC,
             client,
         }

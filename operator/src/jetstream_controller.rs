@@ -80,12 +80,31 @@ fn error_policy<K: JetStreamObject>(object: Arc<K>, error: &Error, _: Arc<Contex
 }
 
 async fn reconcile<K: JetStreamObject>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let kind = K::kind(&());
+    let started = std::time::Instant::now();
+    let result = reconcile_once(object, &ctx).await;
+    let label = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[kind.as_ref(), label])
+        .inc();
+    ctx.metrics
+        .duration
+        .with_label_values(&[kind.as_ref()])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_once<K: JetStreamObject>(
+    object: Arc<K>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, K::FINALIZER, object, |event| async {
         match event {
-            Finalizer::Apply(object) => object.apply(&ctx).await,
-            Finalizer::Cleanup(object) => object.cleanup(&ctx).await,
+            Finalizer::Apply(object) => object.apply(ctx).await,
+            Finalizer::Cleanup(object) => object.cleanup(ctx).await,
         }
     })
     .await

@@ -8,6 +8,7 @@ pub mod context;
 pub mod crd;
 pub mod gateway_workload;
 pub mod jetstream_controller;
+pub mod metrics;
 pub mod nats;
 pub mod rebalance;
 pub mod stream;

@@ -27,6 +27,9 @@ enum Command {
         /// This replica's name in Events (the downward API's metadata.name).
         #[arg(long, env = "POD_NAME")]
         pod_name: Option<String>,
+        /// `/healthz`, `/readyz` and `/metrics`.
+        #[arg(long, env = "HTTP_PORT", default_value_t = 8080)]
+        http_port: u16,
     },
     /// Print the CustomResourceDefinitions as YAML (all in one stream), or write one file each.
     Crd {
@@ -40,11 +43,15 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir } => print_crds(out_dir),
-        Command::Run { nats_url, pod_name } => run(&nats_url, pod_name).await,
+        Command::Run {
+            nats_url,
+            pod_name,
+            http_port,
+        } => run(&nats_url, pod_name, http_port).await,
     }
 }
 
-async fn run(nats_url: &str, pod_name: Option<String>) -> anyhow::Result<()> {
+async fn run(nats_url: &str, pod_name: Option<String>, http_port: u16) -> anyhow::Result<()> {
     arrakis_support::init_logging();
     let client = kube::Client::try_default()
         .await
@@ -54,6 +61,17 @@ async fn run(nats_url: &str, pod_name: Option<String>) -> anyhow::Result<()> {
         nats_url,
         pod_name,
     ));
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", http_port))
+        .await
+        .with_context(|| format!("binding HTTP_PORT {http_port}"))?;
+    let app = endpoints(ctx.metrics.clone(), ready.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::select! {
+        () = wait_for_crds(&client) => {}
+        () = arrakis_support::terminated() => return Ok(()),
+    }
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(nats = nats_url, "reconciling NatsStreams and NatsConsumers");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -96,4 +114,64 @@ fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `/healthz` (the process answers), `/readyz` (the CRDs are there and the controllers run) and
+/// `/metrics`.
+fn endpoints(
+    metrics: std::sync::Arc<arrakis_operator::metrics::Metrics>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if ready.load(std::sync::atomic::Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "waiting for the CRDs")
+                }
+            }),
+        )
+        .route("/metrics", get(move || async move { metrics.render() }))
+}
+
+/// Waits until the API server serves every Arrakis CRD (Established), saying what is missing.
+async fn wait_for_crds(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let names: Vec<String> = arrakis_operator::crd::all()
+        .iter()
+        .filter_map(|crd| crd.metadata.name.clone())
+        .collect();
+    let mut last_report = None::<std::time::Instant>;
+    loop {
+        let mut missing = Vec::new();
+        for name in &names {
+            let established = api.get_opt(name).await.ok().flatten().is_some_and(|crd| {
+                crd.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if !established {
+                missing.push(name.as_str());
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        if last_report.is_none_or(|at| at.elapsed() > std::time::Duration::from_secs(10)) {
+            tracing::warn!(
+                ?missing,
+                "waiting for the CRDs: install them with `arrakis-operator crd | kubectl apply -f -`"
+            );
+            last_report = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -84,6 +84,7 @@ async fn streams_are_created_kept_in_line_and_deleted_by_policy() {
     let js = jetstream::new(nats.connect().await.expect("connect"));
     let mut context = Context::new(client.clone(), nats.url(), None);
     context.resync = Duration::from_millis(500);
+    let metrics = context.metrics.clone();
     let controller = tokio::spawn(arrakis_operator::jetstream_controller::run(
         api.clone(),
         Arc::new(context),
@@ -107,6 +108,11 @@ async fn streams_are_created_kept_in_line_and_deleted_by_policy() {
         }
         std::panic::resume_unwind(failure.into_panic());
     }
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains(r#"arrakis_operator_reconciles_total{kind="NatsStream",result="ok"}"#),
+        "{rendered}"
+    );
 }
 
 async fn scenario(js: jetstream::Context, namespace: String, api: Api<NatsStream>) {
