@@ -169,3 +169,22 @@ async fn delete_namespace(client: Client, name: &str) -> anyhow::Result<()> {
     })??;
     Ok(())
 }
+
+/// Removes the finalizers of every `K` that `api` sees, best effort: for tests whose controller
+/// has stopped (after a failure), so their namespace can still be deleted.
+pub async fn strip_finalizers<K>(api: &Api<K>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let strip = serde_json::json!({"metadata": {"finalizers": null}});
+    let Ok(list) = api.list(&Default::default()).await else {
+        return;
+    };
+    for object in list.items {
+        if let Some(name) = object.meta().name.as_deref() {
+            let _ = api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&strip))
+                .await;
+        }
+    }
+}

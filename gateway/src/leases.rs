@@ -143,15 +143,4 @@ impl LeaseStore {
             tracing::warn!(key = lease.key, %error, "could not release a shard lease; it expires on its own");
         }
     }
-
-    /// Who holds each lease of `pool` now: for tests and the operator.
-    pub async fn holder(&self, shard: ShardId) -> anyhow::Result<Option<String>> {
-        let key = shard_key(&self.pool, shard.number(), shard.total());
-        Ok(self
-            .kv
-            .get(key)
-            .await
-            .context("reading a shard lease")?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
 }

@@ -39,21 +39,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
 
     let nats = match &args.nats_url {
-        Some(url) => {
-            let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
-            if let Some(creds) = &args.nats_creds {
-                options = options
-                    .credentials_file(creds)
-                    .await
-                    .context("reading NATS_CREDS")?;
-            }
-            Some(
-                options
-                    .connect(url.as_str())
-                    .await
-                    .with_context(|| format!("connecting to NATS at {url}"))?,
-            )
-        }
+        Some(url) => Some(arrakis_support::connect_nats(url, args.nats_creds.as_deref()).await?),
         None => {
             tracing::warn!("NATS_URL is not set: log-only mode, events are not published");
             None

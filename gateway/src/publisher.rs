@@ -30,7 +30,6 @@ pub struct JetStreamSink {
     // Shared, not cloned per event: a Context clone allocates.
     js: Arc<jetstream::Context>,
     inflight: Arc<Semaphore>,
-    max_inflight: usize,
     prefix: Option<String>,
     metrics: Arc<Metrics>,
     /// To the task that awaits every ack (one task for all events, not one per event).
@@ -50,19 +49,9 @@ impl JetStreamSink {
         JetStreamSink {
             js,
             inflight: Arc::new(Semaphore::new(max_inflight)),
-            max_inflight,
             prefix,
             metrics,
             acks,
-        }
-    }
-
-    /// Waits until every published event has been acked, for at most `deadline`. Returns how many were still out.
-    pub async fn drain(&self, deadline: Duration) -> usize {
-        let all = u32::try_from(self.max_inflight).unwrap_or(u32::MAX);
-        match tokio::time::timeout(deadline, self.inflight.acquire_many(all)).await {
-            Ok(_) => 0,
-            Err(_) => self.max_inflight - self.inflight.available_permits(),
         }
     }
 }

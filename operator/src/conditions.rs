@@ -1,5 +1,6 @@
 //! Status conditions, written the Kubernetes way: `lastTransitionTime` moves only when a
-//! condition's status flips, so re-reporting the same state changes nothing (no reconcile storms).
+//! condition's status flips, so re-reporting the same state leaves the status equal (no write,
+//! no reconcile storm).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -36,18 +37,6 @@ pub fn set(
     }
 }
 
-/// Whether two condition lists say the same, ignoring when they last flipped.
-pub fn same(a: &[Condition], b: &[Condition]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.type_ == y.type_
-                && x.status == y.status
-                && x.reason == y.reason
-                && x.message == y.message
-                && x.observed_generation == y.observed_generation
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,16 +68,5 @@ mod tests {
         set(&mut conditions, "Ready", true, "Synced", "ok", Some(2));
         assert_ne!(conditions[0].last_transition_time, first);
         assert_eq!(conditions.len(), 1);
-    }
-
-    #[test]
-    fn sameness_ignores_timestamps() {
-        let mut a = Vec::new();
-        set(&mut a, "Ready", true, "Synced", "ok", Some(1));
-        let mut b = a.clone();
-        b[0].last_transition_time = Time(Timestamp::UNIX_EPOCH);
-        assert!(same(&a, &b));
-        set(&mut b, "Ready", true, "Synced", "changed", Some(1));
-        assert!(!same(&a, &b));
     }
 }

@@ -6,7 +6,6 @@
 //! only fields the spec sets are compared, and the first resource to claim a consumer keeps it.
 
 use async_nats::jetstream::consumer;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -16,30 +15,30 @@ use crate::api::nats_consumer::{
 };
 use crate::api::nats_stream::{DeletionPolicy, NatsStream};
 use crate::claims::{OWNER_KEY, owner_of, rival};
-use crate::conditions;
-use crate::context::{Context, FIELD_MANAGER, MANAGED_ANNOTATION};
-use crate::jetstream_controller::{Error, JetStreamObject, RETRY, managed};
+use crate::context::Context;
+use crate::jetstream_controller::{
+    Error, Failure, JetStreamObject, managed, patch_status, refused, set_ready,
+};
 
 /// Finalizer that deletes the JetStream consumer before the resource goes.
 pub const FINALIZER: &str = "arrakis.dev/nats-consumer";
 
-/// What a pass found.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Synced {
-        info: Box<consumer::Info>,
-    },
-    Failed {
-        reason: &'static str,
-        message: String,
-    },
-}
-
 impl JetStreamObject for NatsConsumer {
     const FINALIZER: &'static str = FINALIZER;
+    const WHAT: &'static str = "consumer";
+    const INSTEAD: &'static str = "create a new NatsConsumer with another durableName";
+    type Synced = consumer::Info;
 
-    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send {
-        apply(self, ctx)
+    fn sync(&self, ctx: &Context) -> impl Future<Output = Result<consumer::Info, Failure>> + Send {
+        sync(self, ctx)
+    }
+
+    fn write_status(
+        &self,
+        ctx: &Context,
+        outcome: &Result<consumer::Info, Failure>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        write_status(self, ctx, outcome)
     }
 
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send {
@@ -47,44 +46,26 @@ impl JetStreamObject for NatsConsumer {
     }
 }
 
-async fn apply(object: &NatsConsumer, ctx: &Context) -> Result<Action, Error> {
-    let outcome = if managed(object) {
-        sync(object, ctx).await
-    } else {
-        Outcome::Failed {
-            reason: "Unmanaged",
-            message: format!("{MANAGED_ANNOTATION} is \"false\": the consumer is left as it is"),
-        }
-    };
-    let requeue = match &outcome {
-        Outcome::Synced { .. } => ctx.resync,
-        Outcome::Failed { reason, .. } if *reason == "Unmanaged" => ctx.resync,
-        Outcome::Failed { .. } => RETRY,
-    };
-    write_status(object, ctx, outcome).await?;
-    Ok(Action::requeue(requeue))
-}
-
 /// The NatsStream `object` names, and the JetStream stream behind it, if it is there and Ready.
-async fn dereference(object: &NatsConsumer, ctx: &Context) -> Result<NatsStream, Outcome> {
+async fn dereference(object: &NatsConsumer, ctx: &Context) -> Result<NatsStream, Failure> {
     let namespace = object.namespace().unwrap_or_default();
     let streams: Api<NatsStream> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = &object.spec.stream_ref.name;
     let stream = match streams.get_opt(name).await {
         Ok(Some(stream)) => stream,
         Ok(None) => {
-            return Err(Outcome::Failed {
-                reason: "StreamNotFound",
-                message: format!(
+            return Err(Failure::new(
+                "StreamNotFound",
+                format!(
                     "NatsStream {name} does not exist in namespace {namespace}: create it, or fix streamRef"
                 ),
-            });
+            ));
         }
         Err(error) => {
-            return Err(Outcome::Failed {
-                reason: "StreamNotFound",
-                message: format!("could not read NatsStream {name}: {error}"),
-            });
+            return Err(Failure::new(
+                "StreamNotFound",
+                format!("could not read NatsStream {name}: {error}"),
+            ));
         }
     };
     let ready = stream
@@ -93,30 +74,19 @@ async fn dereference(object: &NatsConsumer, ctx: &Context) -> Result<NatsStream,
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     match ready {
         Some(condition) if condition.status == "True" => Ok(stream),
-        other => Err(Outcome::Failed {
-            reason: "StreamNotReady",
-            message: format!(
+        other => Err(Failure::new(
+            "StreamNotReady",
+            format!(
                 "NatsStream {name} is not Ready yet ({})",
                 other.map(|c| c.reason.as_str()).unwrap_or("no status")
             ),
-        }),
+        )),
     }
 }
 
-async fn sync(object: &NatsConsumer, ctx: &Context) -> Outcome {
-    let stream_object = match dereference(object, ctx).await {
-        Ok(stream) => stream,
-        Err(outcome) => return outcome,
-    };
-    let mut desired = match build(&object.spec) {
-        Ok(config) => config,
-        Err(message) => {
-            return Outcome::Failed {
-                reason: "Invalid",
-                message,
-            };
-        }
-    };
+async fn sync(object: &NatsConsumer, ctx: &Context) -> Result<consumer::Info, Failure> {
+    let stream_object = dereference(object, ctx).await?;
+    let mut desired = build(&object.spec).map_err(|message| Failure::new("Invalid", message))?;
     desired.metadata.insert(OWNER_KEY.into(), owner_of(object));
     let namespace = object.namespace().unwrap_or_default();
     let connection = object
@@ -124,41 +94,30 @@ async fn sync(object: &NatsConsumer, ctx: &Context) -> Outcome {
         .connection
         .as_ref()
         .or(stream_object.spec.connection.as_ref());
-    let js = match ctx
+    let js = ctx
         .nats
         .jetstream(&ctx.client, &namespace, connection)
         .await
-    {
-        Ok(js) => js,
-        Err(error) => {
-            return Outcome::Failed {
-                reason: error.reason(),
-                message: error.to_string(),
-            };
-        }
-    };
+        .map_err(|error| Failure::new(error.reason(), error.to_string()))?;
     let stream_name = &stream_object.spec.name;
     let durable = &object.spec.durable_name;
-    let stream = match js.get_stream(stream_name).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            return Outcome::Failed {
-                reason: "StreamNotReady",
-                message: format!("stream {stream_name} is not in JetStream: {error}"),
-            };
-        }
-    };
+    let stream = js.get_stream(stream_name).await.map_err(|error| {
+        Failure::new(
+            "StreamNotReady",
+            format!("stream {stream_name} is not in JetStream: {error}"),
+        )
+    })?;
     let applied = match stream.consumer_info(durable).await {
         Ok(info) => {
             if let Some(other) =
                 rival(&ctx.client, object, info.config.metadata.get(OWNER_KEY)).await
             {
-                return Outcome::Failed {
-                    reason: "ResourceConflict",
-                    message: format!(
+                return Err(Failure::new(
+                    "ResourceConflict",
+                    format!(
                         "NatsConsumer {other} already manages consumer {durable} of {stream_name}; delete one of the two resources"
                     ),
-                };
+                ));
             }
             let drift = differences(&object.spec, &desired, &info.config);
             if drift.is_empty() {
@@ -177,13 +136,8 @@ async fn sync(object: &NatsConsumer, ctx: &Context) -> Outcome {
             }
         }
         Err(error) if error.to_string().contains("consumer not found") => {
-            ctx.event(
-                object,
-                false,
-                "Creating",
-                &format!("creating consumer {durable} of {stream_name}"),
-            )
-            .await;
+            let note = format!("creating consumer {durable} of {stream_name}");
+            ctx.event(object, false, "Creating", &note).await;
             stream
                 .create_consumer(desired.clone())
                 .await
@@ -193,29 +147,12 @@ async fn sync(object: &NatsConsumer, ctx: &Context) -> Outcome {
         Err(error) => Err(("NatsUnavailable", error.to_string())),
     };
     if let Err((reason, error)) = applied {
-        let message = match reason {
-            "NotSupported" => format!(
-                "JetStream cannot apply this change in place: {error}. Revert the change, or create a new NatsConsumer with another durableName"
-            ),
-            "Rejected" => {
-                format!("JetStream refused to create the consumer: {error}. Fix the spec")
-            }
-            _ => error,
-        };
-        if reason != "NatsUnavailable" {
-            ctx.event(object, true, reason, &message).await;
-        }
-        return Outcome::Failed { reason, message };
+        return Err(refused(ctx, object, reason, error).await);
     }
-    match stream.consumer_info(durable).await {
-        Ok(info) => Outcome::Synced {
-            info: Box::new(info),
-        },
-        Err(error) => Outcome::Failed {
-            reason: "NatsUnavailable",
-            message: error.to_string(),
-        },
-    }
+    stream
+        .consumer_info(durable)
+        .await
+        .map_err(|error| Failure::new("NatsUnavailable", error.to_string()))
 }
 
 async fn cleanup(object: &NatsConsumer, ctx: &Context) -> Result<Action, Error> {
@@ -265,53 +202,28 @@ async fn cleanup(object: &NatsConsumer, ctx: &Context) -> Result<Action, Error> 
     Ok(Action::await_change())
 }
 
-async fn write_status(object: &NatsConsumer, ctx: &Context, outcome: Outcome) -> Result<(), Error> {
+async fn write_status(
+    object: &NatsConsumer,
+    ctx: &Context,
+    outcome: &Result<consumer::Info, Failure>,
+) -> Result<(), Error> {
     let current = object.status.clone().unwrap_or_default();
     let mut status = current.clone();
     let generation = object.metadata.generation;
     status.observed_generation = generation;
-    match outcome {
-        Outcome::Synced { info } => {
-            let message = format!("consumer {} matches the spec", object.spec.durable_name);
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                true,
-                "Synced",
-                message,
-                generation,
-            );
-            status.num_pending = Some(info.num_pending as i64);
-            status.num_ack_pending = Some(info.num_ack_pending as i64);
-            status.num_redelivered = Some(info.num_redelivered as i64);
-            status.num_waiting = Some(info.num_waiting as i64);
-        }
-        Outcome::Failed { reason, message } => {
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                false,
-                reason,
-                message,
-                generation,
-            );
-        }
+    let synced = format!("consumer {} matches the spec", object.spec.durable_name);
+    set_ready(
+        &mut status.conditions,
+        outcome.as_ref().map(|_| synced),
+        generation,
+    );
+    if let Ok(info) = outcome {
+        status.num_pending = Some(info.num_pending as i64);
+        status.num_ack_pending = Some(info.num_ack_pending as i64);
+        status.num_redelivered = Some(info.num_redelivered as i64);
+        status.num_waiting = Some(info.num_waiting as i64);
     }
-    if status == current {
-        return Ok(());
-    }
-    let api: Api<NatsConsumer> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let patch =
-        json!({"apiVersion": "arrakis.dev/v1alpha1", "kind": "NatsConsumer", "status": status});
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Status)?;
-    Ok(())
+    patch_status(ctx, object, &current, &status).await
 }
 
 /// The consumer config the spec asks for, written as JetStream's own JSON so its types (times,

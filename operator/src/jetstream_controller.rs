@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
@@ -13,7 +15,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::context::{Context, MANAGED_ANNOTATION};
+use crate::conditions;
+use crate::context::{Context, FIELD_MANAGER, MANAGED_ANNOTATION};
 
 /// How soon a failed pass is retried.
 pub const RETRY: Duration = Duration::from_secs(5);
@@ -24,6 +27,22 @@ pub enum Error {
     Status(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(String),
+}
+
+/// Why a pass could not bring the JetStream object in line: `Ready=False` with this reason.
+#[derive(Debug, PartialEq)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 /// A resource that stands for one JetStream object.
@@ -39,9 +58,23 @@ pub trait JetStreamObject:
 {
     /// Finalizer that removes the JetStream object before the resource goes.
     const FINALIZER: &'static str;
+    /// The JetStream object, in messages: `stream`, `consumer`.
+    const WHAT: &'static str;
+    /// What to do instead of a change JetStream cannot make in place.
+    const INSTEAD: &'static str;
 
-    /// Brings the JetStream object in line and writes the status.
-    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+    /// What a pass that brought the object in line reports in the status.
+    type Synced: Send + Sync;
+
+    /// Brings the JetStream object in line with the spec.
+    fn sync(&self, ctx: &Context) -> impl Future<Output = Result<Self::Synced, Failure>> + Send;
+
+    /// Writes the status for a pass's outcome (through [`patch_status`]).
+    fn write_status(
+        &self,
+        ctx: &Context,
+        outcome: &Result<Self::Synced, Failure>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Removes the JetStream object if the resource's deletion policy says so.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
@@ -103,10 +136,105 @@ async fn reconcile_once<K: JetStreamObject>(
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, K::FINALIZER, object, |event| async {
         match event {
-            Finalizer::Apply(object) => object.apply(ctx).await,
+            Finalizer::Apply(object) => apply(&*object, ctx).await,
             Finalizer::Cleanup(object) => object.cleanup(ctx).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(e.to_string()))
+}
+
+/// One pass over an object that stays: sync unless opted out, write the status, come back after
+/// the resync interval (or sooner after a failure).
+async fn apply<K: JetStreamObject>(object: &K, ctx: &Context) -> Result<Action, Error> {
+    let outcome = if managed(object) {
+        object.sync(ctx).await
+    } else {
+        Err(Failure::new(
+            "Unmanaged",
+            format!(
+                "{MANAGED_ANNOTATION} is \"false\": the {} is left as it is",
+                K::WHAT
+            ),
+        ))
+    };
+    let requeue = match &outcome {
+        Ok(_) => ctx.resync,
+        Err(failure) if failure.reason == "Unmanaged" => ctx.resync,
+        Err(_) => RETRY,
+    };
+    object.write_status(ctx, &outcome).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Sets the Ready condition for a pass: `synced` is the message of a pass that succeeded.
+pub fn set_ready(
+    conditions: &mut Vec<Condition>,
+    outcome: Result<String, &Failure>,
+    generation: Option<i64>,
+) {
+    match outcome {
+        Ok(message) => conditions::set(conditions, "Ready", true, "Synced", message, generation),
+        Err(failure) => conditions::set(
+            conditions,
+            "Ready",
+            false,
+            failure.reason,
+            failure.message.clone(),
+            generation,
+        ),
+    }
+}
+
+/// Writes `status` with server-side apply, unless it says what `current` already says (no
+/// reconcile storms from the operator's own writes).
+pub async fn patch_status<K: JetStreamObject, S: Serialize + PartialEq>(
+    ctx: &Context,
+    object: &K,
+    current: &S,
+    status: &S,
+) -> Result<(), Error> {
+    if status == current {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    Ok(())
+}
+
+/// A pass that JetStream refused (`NotSupported` for a change, `Rejected` for a creation) or
+/// could not be asked (`NatsUnavailable`): the failure, with what to do, recorded as an Event
+/// unless NATS was just unreachable.
+pub async fn refused<K: JetStreamObject>(
+    ctx: &Context,
+    object: &K,
+    reason: &'static str,
+    error: String,
+) -> Failure {
+    let message = match reason {
+        "NotSupported" => format!(
+            "JetStream cannot apply this change in place: {error}. Revert the change, or {}",
+            K::INSTEAD
+        ),
+        "Rejected" => format!(
+            "JetStream refused to create the {}: {error}. Fix the spec",
+            K::WHAT
+        ),
+        _ => error,
+    };
+    if reason != "NatsUnavailable" {
+        ctx.event(object, true, reason, &message).await;
+    }
+    Failure::new(reason, message)
 }

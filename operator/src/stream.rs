@@ -9,41 +9,38 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 
 use crate::api::nats_stream::{
     Compression, DeletionPolicy, Discard, NatsStream, NatsStreamSpec, Retention, Storage,
     StreamState,
 };
 use crate::claims::{OWNER_KEY, owner_of, rival};
-use crate::conditions;
-use crate::context::{Context, FIELD_MANAGER, MANAGED_ANNOTATION};
-use crate::jetstream_controller::{Error, JetStreamObject, RETRY, managed};
-use crate::nats::NatsError;
+use crate::context::Context;
+use crate::jetstream_controller::{
+    Error, Failure, JetStreamObject, managed, patch_status, refused, set_ready,
+};
 
 /// Finalizer that deletes the JetStream stream before the resource goes.
 pub const FINALIZER: &str = "arrakis.dev/nats-stream";
 
-/// What a pass found, which becomes the Ready condition.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Synced {
-        state: StreamState,
-        message: String,
-    },
-    Failed {
-        reason: &'static str,
-        message: String,
-    },
-}
-
 impl JetStreamObject for NatsStream {
     const FINALIZER: &'static str = FINALIZER;
+    const WHAT: &'static str = "stream";
+    const INSTEAD: &'static str = "create a new NatsStream for a new stream";
+    type Synced = StreamState;
 
-    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send {
-        apply(self, ctx)
+    fn sync(&self, ctx: &Context) -> impl Future<Output = Result<StreamState, Failure>> + Send {
+        sync(self, ctx)
+    }
+
+    fn write_status(
+        &self,
+        ctx: &Context,
+        outcome: &Result<StreamState, Failure>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        write_status(self, ctx, outcome)
     }
 
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send {
@@ -51,66 +48,35 @@ impl JetStreamObject for NatsStream {
     }
 }
 
-async fn apply(object: &NatsStream, ctx: &Context) -> Result<Action, Error> {
-    let outcome = if !managed(object) {
-        Outcome::Failed {
-            reason: "Unmanaged",
-            message: format!("{MANAGED_ANNOTATION} is \"false\": the stream is left as it is"),
-        }
-    } else {
-        sync(object, ctx).await
-    };
-    let requeue = match &outcome {
-        Outcome::Synced { .. } => ctx.resync,
-        Outcome::Failed { reason, .. } if *reason == "Unmanaged" => ctx.resync,
-        Outcome::Failed { .. } => RETRY,
-    };
-    write_status(object, ctx, outcome).await?;
-    Ok(Action::requeue(requeue))
-}
-
-async fn sync(object: &NatsStream, ctx: &Context) -> Outcome {
-    let desired = match build(&object.spec) {
-        Ok(mut config) => {
-            config.metadata.insert(OWNER_KEY.into(), owner_of(object));
-            config
-        }
-        Err(message) => {
-            return Outcome::Failed {
-                reason: "Invalid",
-                message,
-            };
-        }
-    };
+async fn sync(object: &NatsStream, ctx: &Context) -> Result<StreamState, Failure> {
+    let mut desired = build(&object.spec).map_err(|message| Failure::new("Invalid", message))?;
+    desired.metadata.insert(OWNER_KEY.into(), owner_of(object));
     let namespace = object.namespace().unwrap_or_default();
-    let js = match ctx
+    let js = ctx
         .nats
         .jetstream(&ctx.client, &namespace, object.spec.connection.as_ref())
         .await
-    {
-        Ok(js) => js,
-        Err(error) => return nats_failure(&error),
-    };
+        .map_err(|error| Failure::new(error.reason(), error.to_string()))?;
     let name = &object.spec.name;
-    let result = match js.get_stream(name).await {
+    let applied = match js.get_stream(name).await {
         Ok(mut existing) => match existing.info().await {
             Ok(info) => {
                 if let Some(other) =
                     rival(&ctx.client, object, info.config.metadata.get(OWNER_KEY)).await
                 {
-                    return Outcome::Failed {
-                        reason: "ResourceConflict",
-                        message: format!(
+                    return Err(Failure::new(
+                        "ResourceConflict",
+                        format!(
                             "NatsStream {other} already manages stream {name}; delete one of the two resources"
                         ),
-                    };
+                    ));
                 }
                 let drift = differences(&desired, &info.config);
                 if drift.is_empty() {
                     Ok(())
                 } else {
                     let note = format!("stream {name} differs in {}: updating", drift.join(", "));
-                    publish(ctx, object, "Updating", &note).await;
+                    ctx.event(object, false, "Updating", &note).await;
                     js.update_stream(desired.clone())
                         .await
                         .map(drop)
@@ -123,7 +89,13 @@ async fn sync(object: &NatsStream, ctx: &Context) -> Outcome {
             if matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
                 if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
         {
-            publish(ctx, object, "Creating", &format!("creating stream {name}")).await;
+            ctx.event(
+                object,
+                false,
+                "Creating",
+                &format!("creating stream {name}"),
+            )
+            .await;
             js.create_stream(desired.clone())
                 .await
                 .map(drop)
@@ -131,50 +103,36 @@ async fn sync(object: &NatsStream, ctx: &Context) -> Outcome {
         }
         Err(error) => Err(("NatsUnavailable", error.to_string())),
     };
-    if let Err((reason, error)) = result {
-        let message = match reason {
-            "NotSupported" => format!(
-                "JetStream cannot apply this change in place: {error}. Revert the change, or create a new NatsStream for a new stream"
+    if let Err((reason, error)) = applied {
+        return Err(refused(ctx, object, reason, error).await);
+    }
+    let mut stream = js
+        .get_stream(name)
+        .await
+        .map_err(|error| Failure::new("NatsError", error.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|error| Failure::new("NatsError", error.to_string()))?;
+    // JetStream may accept a config and keep something else (a single server keeps one
+    // replica): what it holds is the truth.
+    let kept = differences(&desired, &info.config);
+    if !kept.is_empty() {
+        return Err(Failure::new(
+            "NotSupported",
+            format!(
+                "JetStream accepted the spec but keeps a different {} for stream {name}; it cannot apply this here. Revert the change, or create a new NatsStream",
+                kept.join(", ")
             ),
-            "Rejected" => format!("JetStream refused to create the stream: {error}. Fix the spec"),
-            _ => error,
-        };
-        if reason != "NatsUnavailable" {
-            publish_warning(ctx, object, reason, &message).await;
-        }
-        return Outcome::Failed { reason, message };
+        ));
     }
-    match js.get_stream(name).await {
-        Ok(mut stream) => match stream.info().await {
-            // JetStream may accept a config and keep something else (a single server keeps one
-            // replica): what it holds is the truth.
-            Ok(info) if !differences(&desired, &info.config).is_empty() => Outcome::Failed {
-                reason: "NotSupported",
-                message: format!(
-                    "JetStream accepted the spec but keeps a different {} for stream {name}; it cannot apply this here. Revert the change, or create a new NatsStream",
-                    differences(&desired, &info.config).join(", ")
-                ),
-            },
-            Ok(info) => Outcome::Synced {
-                state: StreamState {
-                    messages: info.state.messages as i64,
-                    bytes: info.state.bytes as i64,
-                    first_sequence: info.state.first_sequence as i64,
-                    last_sequence: info.state.last_sequence as i64,
-                    consumer_count: info.state.consumer_count as i64,
-                },
-                message: format!("stream {name} matches the spec"),
-            },
-            Err(error) => Outcome::Failed {
-                reason: "NatsError",
-                message: error.to_string(),
-            },
-        },
-        Err(error) => Outcome::Failed {
-            reason: "NatsError",
-            message: error.to_string(),
-        },
-    }
+    Ok(StreamState {
+        messages: info.state.messages as i64,
+        bytes: info.state.bytes as i64,
+        first_sequence: info.state.first_sequence as i64,
+        last_sequence: info.state.last_sequence as i64,
+        consumer_count: info.state.consumer_count as i64,
+    })
 }
 
 /// A refusal by JetStream itself becomes `reason`; anything else means NATS could not be asked.
@@ -185,13 +143,6 @@ fn refusal(
     match error.kind() {
         jetstream::context::CreateStreamErrorKind::JetStream(api) => (reason, api.to_string()),
         _ => ("NatsUnavailable", error.to_string()),
-    }
-}
-
-fn nats_failure(error: &NatsError) -> Outcome {
-    Outcome::Failed {
-        reason: error.reason(),
-        message: error.to_string(),
     }
 }
 
@@ -222,7 +173,8 @@ async fn cleanup(object: &NatsStream, ctx: &Context) -> Result<Action, Error> {
     }
     match js.delete_stream(name).await {
         Ok(_) => {
-            publish(ctx, object, "Deleted", &format!("deleted stream {name}")).await;
+            ctx.event(object, false, "Deleted", &format!("deleted stream {name}"))
+                .await;
             Ok(Action::await_change())
         }
         Err(error) if error.to_string().contains("not found") => Ok(Action::await_change()),
@@ -230,63 +182,25 @@ async fn cleanup(object: &NatsStream, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
-async fn write_status(object: &NatsStream, ctx: &Context, outcome: Outcome) -> Result<(), Error> {
+async fn write_status(
+    object: &NatsStream,
+    ctx: &Context,
+    outcome: &Result<StreamState, Failure>,
+) -> Result<(), Error> {
     let current = object.status.clone().unwrap_or_default();
     let mut status = current.clone();
     let generation = object.metadata.generation;
     status.observed_generation = generation;
-    match outcome {
-        Outcome::Synced { state, message } => {
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                true,
-                "Synced",
-                message,
-                generation,
-            );
-            status.state = Some(state);
-        }
-        Outcome::Failed { reason, message } => {
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                false,
-                reason,
-                message,
-                generation,
-            );
-        }
+    let synced = format!("stream {} matches the spec", object.spec.name);
+    set_ready(
+        &mut status.conditions,
+        outcome.as_ref().map(|_| synced),
+        generation,
+    );
+    if let Ok(state) = outcome {
+        status.state = Some(state.clone());
     }
-    if status.observed_generation == current.observed_generation
-        && conditions::same(&status.conditions, &current.conditions)
-        && status.state == current.state
-    {
-        return Ok(());
-    }
-    let api: Api<NatsStream> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "arrakis.dev/v1alpha1",
-        "kind": "NatsStream",
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Status)?;
-    Ok(())
-}
-
-async fn publish(ctx: &Context, object: &NatsStream, reason: &str, note: &str) {
-    ctx.event(object, false, reason, note).await;
-}
-
-async fn publish_warning(ctx: &Context, object: &NatsStream, reason: &str, note: &str) {
-    ctx.event(object, true, reason, note).await;
+    patch_status(ctx, object, &current, &status).await
 }
 
 /// The JetStream config the spec asks for. Unset spec fields are left at the server's defaults.

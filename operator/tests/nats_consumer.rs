@@ -11,8 +11,8 @@ use arrakis_e2e::wait;
 use arrakis_operator::api::{NatsConsumer, NatsStream};
 use arrakis_operator::context::Context;
 use async_nats::jetstream;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -68,31 +68,8 @@ async fn consumers_follow_their_stream_report_lag_and_come_back() {
     }
     if let Err(failure) = outcome {
         // The controllers are gone: let the namespace go.
-        let strip = json!({"metadata": {"finalizers": null}});
-        for name in consumers
-            .list(&Default::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-            .iter()
-            .map(|o| o.name_any())
-        {
-            let _ = consumers
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&strip))
-                .await;
-        }
-        for name in streams
-            .list(&Default::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-            .iter()
-            .map(|o| o.name_any())
-        {
-            let _ = streams
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&strip))
-                .await;
-        }
+        cluster::strip_finalizers(&consumers).await;
+        cluster::strip_finalizers(&streams).await;
         std::panic::resume_unwind(failure.into_panic());
     }
 }

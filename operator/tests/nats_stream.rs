@@ -95,17 +95,7 @@ async fn streams_are_created_kept_in_line_and_deleted_by_policy() {
     let outcome = tokio::spawn(scenario(js, ns.name().to_owned(), api.clone())).await;
     controller.abort();
     if let Err(failure) = outcome {
-        let leftovers = api.list(&Default::default()).await.map(|l| l.items);
-        for object in leftovers.unwrap_or_default() {
-            let strip = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = api
-                .patch(
-                    &object.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&strip),
-                )
-                .await;
-        }
+        cluster::strip_finalizers(&api).await;
         std::panic::resume_unwind(failure.into_panic());
     }
     let rendered = metrics.render();

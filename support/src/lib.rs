@@ -6,6 +6,25 @@ use async_nats::jetstream::{self, kv};
 use prometheus::core::Collector;
 use prometheus::{Encoder, Registry, TextEncoder};
 
+/// Connects to NATS at `url`, with a credentials file if given. The client keeps trying in the
+/// background, so a process can start before NATS does.
+pub async fn connect_nats(
+    url: &str,
+    creds: Option<&std::path::Path>,
+) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+    if let Some(creds) = creds {
+        options = options
+            .credentials_file(creds)
+            .await
+            .context("reading NATS_CREDS")?;
+    }
+    options
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
 /// Logs to stderr, filtered by `LOG_LEVEL` (a tracing filter; `info` by default).
 pub fn init_logging() {
     tracing_subscriber::fmt()

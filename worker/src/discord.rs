@@ -49,6 +49,11 @@ impl Discord {
         }
     }
 
+    /// The interaction endpoints of `interaction`'s application.
+    fn of(&self, interaction: &Interaction) -> twilight_http::client::InteractionClient<'_> {
+        self.client.interaction(Id::new(interaction.application_id))
+    }
+
     pub async fn defer(&self, interaction: &Interaction) -> Result<Deferral, twilight_http::Error> {
         let kind = match interaction.kind {
             InteractionKind::Button | InteractionKind::Select => {
@@ -58,8 +63,7 @@ impl Discord {
         };
         let response = InteractionResponse { kind, data: None };
         match self
-            .client
-            .interaction(Id::new(interaction.application_id))
+            .of(interaction)
             .create_response(Id::new(interaction.id), &interaction.token, &response)
             .await
         {
@@ -78,8 +82,7 @@ impl Discord {
         interaction: &Interaction,
         content: &str,
     ) -> Result<(), twilight_http::Error> {
-        self.client
-            .interaction(Id::new(interaction.application_id))
+        self.of(interaction)
             .update_response(&interaction.token)
             .content(Some(content))
             .await
@@ -92,8 +95,7 @@ impl Discord {
         interaction: &Interaction,
         content: &str,
     ) -> Result<(), twilight_http::Error> {
-        self.client
-            .interaction(Id::new(interaction.application_id))
+        self.of(interaction)
             .create_followup(&interaction.token)
             .content(content)
             .await
@@ -123,8 +125,7 @@ impl Discord {
                 ..Default::default()
             }),
         };
-        self.client
-            .interaction(Id::new(interaction.application_id))
+        self.of(interaction)
             .create_response(Id::new(interaction.id), &interaction.token, &response)
             .await
             .map(drop)

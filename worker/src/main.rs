@@ -44,18 +44,7 @@ async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
         .nats_url
         .as_deref()
         .ok_or(arrakis_worker::config::ConfigError::NoNats)?;
-    // Connects even if NATS starts after the worker.
-    let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
-    if let Some(creds) = &args.nats_creds {
-        options = options
-            .credentials_file(creds)
-            .await
-            .context("reading NATS_CREDS")?;
-    }
-    options
-        .connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))
+    arrakis_support::connect_nats(url, args.nats_creds.as_deref()).await
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

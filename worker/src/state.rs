@@ -204,12 +204,6 @@ impl State {
         Ok(profiles)
     }
 
-    pub async fn community(&self, guild: &str) -> anyhow::Result<Option<Community>> {
-        Ok(read::<Community>(&self.communities, &key(&[guild]))
-            .await?
-            .map(|(v, _)| v))
-    }
-
     /// Applies `event_id`'s change to a member's profile, once.
     pub async fn update_member(
         &self,

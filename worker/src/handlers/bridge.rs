@@ -46,10 +46,6 @@ impl Bridge {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub async fn handle(&self, request: &Request<'_>) -> Handled {
         let payload = LegacyPayload::from_event(request.event, request.interaction);
         let body = serde_json::to_vec(&payload).expect("legacy payloads serialise");

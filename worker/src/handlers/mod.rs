@@ -84,14 +84,6 @@ impl Handler {
     pub fn needs_idempotency(&self) -> bool {
         matches!(self, Handler::Bridge(_))
     }
-
-    pub fn name(&self) -> String {
-        match self {
-            Handler::Builtin(builtin) => format!("builtin:{}", builtin.route_key()),
-            Handler::Bridge(bridge) => format!("bridge:{}", bridge.name()),
-            Handler::Ack => "ack".into(),
-        }
-    }
 }
 
 /// Route key → handler, built from the (validated) config.
