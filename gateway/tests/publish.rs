@@ -129,6 +129,35 @@ async fn a_bad_token_exits_with_a_message_that_says_what_to_fix() {
 }
 
 #[tokio::test]
+async fn disallowed_intents_exit_with_a_message_that_says_what_to_fix() {
+    let fake = FakeDiscord::start(Config {
+        identify_interval: Duration::ZERO,
+        ..Config::default()
+    })
+    .await
+    .expect("fake");
+    // The fake's application may use GUILD_MEMBERS only, like a bot that never enabled presences.
+    let gateway = gateway_with(
+        &fake,
+        None,
+        "fake-token",
+        1,
+        "0",
+        &[("INTENTS", "GUILDS,GUILD_PRESENCES")],
+    );
+    let output = tokio::time::timeout(DEADLINE, gateway.child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("4014") && stderr.contains("enable it in the developer portal"),
+        "stderr: {stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_nats_outage_mid_stream_loses_nothing() {
     let mut nats = NatsServer::start().await.expect("nats-server");
     // File storage: the streams outlive the outage.
